@@ -1,0 +1,21 @@
+//! Schema migrations: one file per step, never edited once landed.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_product_table;
+mod m20261122_000002_create_plan_tables;
+mod m20261122_000003_create_customer_table;
+mod m20261122_000004_create_api_key_table;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_create_product_table::Migration),
+            Box::new(m20261122_000002_create_plan_tables::Migration),
+            Box::new(m20261122_000003_create_customer_table::Migration),
+            Box::new(m20261122_000004_create_api_key_table::Migration),
+        ]
+    }
+}

@@ -1,0 +1,252 @@
+//! Who is calling: bearer tokens, their roles, and the API keys that carry them.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use entity::api_key;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::Billing;
+use super::codes::{Code, Role, parse};
+use super::error::{BillingError, BillingResult};
+
+/// The caller of an operation, as established from its token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+    Customer(Uuid),
+    Anonymous,
+}
+
+impl Principal {
+    pub fn require_admin(&self) -> BillingResult<()> {
+        match self {
+            Principal::Admin => Ok(()),
+            Principal::Customer(_) => Err(BillingError::Forbidden),
+            Principal::Anonymous => Err(BillingError::Unauthenticated),
+        }
+    }
+
+    /// Admins see every customer; a customer sees only itself. Anything else is answered
+    /// as if the customer did not exist, so ids cannot be probed.
+    pub fn require_customer_access(&self, customer_id: Uuid) -> BillingResult<()> {
+        match self {
+            Principal::Admin => Ok(()),
+            Principal::Customer(own) if *own == customer_id => Ok(()),
+            Principal::Customer(_) => Err(BillingError::not_found("customer", customer_id)),
+            Principal::Anonymous => Err(BillingError::Unauthenticated),
+        }
+    }
+
+    pub fn customer_id(&self) -> Option<Uuid> {
+        match self {
+            Principal::Customer(id) => Some(*id),
+            _ => None,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Principal::Admin)
+    }
+}
+
+/// A freshly issued key: the only moment its token is visible.
+#[derive(Clone, Debug)]
+pub struct IssuedKey {
+    pub key: ApiKey,
+    pub token: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub role: Role,
+    pub customer_id: Option<Uuid>,
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<api_key::Model> for ApiKey {
+    type Error = sea_orm::DbErr;
+    fn try_from(m: api_key::Model) -> Result<Self, Self::Error> {
+        Ok(ApiKey {
+            id: m.id,
+            role: parse(&m.role)?,
+            customer_id: m.customer_id,
+            prefix: m.prefix,
+            created_at: m.created_at,
+            revoked_at: m.revoked_at,
+        })
+    }
+}
+
+pub fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random token: 32 bytes from the OS, hex, behind a recognizable prefix.
+pub fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    // The OS random source failing is unrecoverable for issuing secrets.
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// Recently seen token hashes, so that a request does not cost a key lookup. Entries
+/// live a few seconds; a local revocation drops them at once.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    entries: RwLock<HashMap<String, (Principal, Instant)>>,
+}
+
+const TOKEN_TTL: Duration = Duration::from_secs(5);
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<Principal> {
+        let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < TOKEN_TTL)
+            .map(|(p, _)| *p)
+    }
+
+    fn put(&self, hash: String, principal: Principal) {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (_, at)| at.elapsed() < TOKEN_TTL);
+        }
+        map.insert(hash, (principal, Instant::now()));
+    }
+
+    fn clear(&self) {
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+impl Billing {
+    /// Establishes the caller from a bearer token (None: anonymous).
+    pub async fn authenticate(&self, token: Option<&str>) -> BillingResult<Principal> {
+        let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(Principal::Anonymous);
+        };
+        let hash = hash_token(token);
+        if let Some(p) = self.tokens.get(&hash) {
+            return Ok(p);
+        }
+        let key = api_key::Entity::find()
+            .filter(api_key::Column::TokenHash.eq(hash.as_str()))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .one(self.db.conn())
+            .await?
+            .ok_or(BillingError::BadToken)?;
+        let principal = match (parse::<Role>(&key.role)?, key.customer_id) {
+            (Role::Admin, _) => Principal::Admin,
+            (Role::Customer, Some(c)) => Principal::Customer(c),
+            (Role::Customer, None) => return Err(BillingError::BadToken),
+        };
+        self.tokens.put(hash, principal);
+        Ok(principal)
+    }
+
+    /// Makes `token` an admin token (from configuration); idempotent.
+    pub async fn ensure_admin_token(&self, token: &str) -> BillingResult<()> {
+        let hash = hash_token(token);
+        let exists = api_key::Entity::find()
+            .filter(api_key::Column::TokenHash.eq(hash.as_str()))
+            .one(self.db.conn())
+            .await?;
+        if exists.is_none() {
+            self.insert_key(Role::Admin, None, token).await?;
+        }
+        Ok(())
+    }
+
+    /// On a database without any admin key, creates one and returns its token.
+    pub async fn bootstrap_admin(&self) -> BillingResult<Option<String>> {
+        let admins = api_key::Entity::find()
+            .filter(api_key::Column::Role.eq(Role::Admin.code()))
+            .count(self.db.conn())
+            .await?;
+        if admins > 0 {
+            return Ok(None);
+        }
+        let token = new_token("bk_admin_");
+        self.insert_key(Role::Admin, None, &token).await?;
+        Ok(Some(token))
+    }
+
+    async fn insert_key(
+        &self,
+        role: Role,
+        customer_id: Option<Uuid>,
+        token: &str,
+    ) -> BillingResult<ApiKey> {
+        let model = api_key::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            role: Set(role.code().to_owned()),
+            customer_id: Set(customer_id),
+            token_hash: Set(hash_token(token)),
+            prefix: Set(token.chars().take(12).collect()),
+            created_at: Set(self.clock.now()),
+            revoked_at: Set(None),
+        }
+        .insert(self.db.conn())
+        .await?;
+        Ok(model.try_into()?)
+    }
+
+    /// Issues an API key for one customer; its token is returned once and stored hashed.
+    pub async fn create_api_key(
+        &self,
+        who: &Principal,
+        customer_id: Uuid,
+    ) -> BillingResult<IssuedKey> {
+        who.require_admin()?;
+        self.customer_model(customer_id).await?;
+        let token = new_token("bk_cust_");
+        let key = self
+            .insert_key(Role::Customer, Some(customer_id), &token)
+            .await?;
+        Ok(IssuedKey { key, token })
+    }
+
+    pub async fn revoke_api_key(&self, who: &Principal, id: Uuid) -> BillingResult<ApiKey> {
+        who.require_admin()?;
+        let key = api_key::Entity::find_by_id(id)
+            .one(self.db.conn())
+            .await?
+            .ok_or_else(|| BillingError::not_found("API key", id))?;
+        let key = if key.revoked_at.is_none() {
+            let mut am: api_key::ActiveModel = key.into();
+            am.revoked_at = Set(Some(self.clock.now()));
+            am.update(self.db.conn()).await?
+        } else {
+            key
+        };
+        self.tokens.clear();
+        Ok(key.try_into()?)
+    }
+
+    pub async fn api_keys(&self, who: &Principal, customer_id: Uuid) -> BillingResult<Vec<ApiKey>> {
+        who.require_admin()?;
+        api_key::Entity::find()
+            .filter(api_key::Column::CustomerId.eq(customer_id))
+            .order_by_asc(api_key::Column::CreatedAt)
+            .all(self.db.conn())
+            .await?
+            .into_iter()
+            .map(|m| m.try_into().map_err(BillingError::from))
+            .collect()
+    }
+}

@@ -1,0 +1,65 @@
+//! The stored and API spellings of the domain's enumerations.
+
+use super::phase::{DurationUnit, PhaseKind};
+use super::pricing::{Interval, TierMode};
+
+/// Two-way mapping between an enum and its upper-case spelling in the database.
+pub trait Code: Sized + Copy + 'static {
+    const ALL: &'static [Self];
+    fn code(self) -> &'static str;
+    fn from_code(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.code() == s)
+    }
+}
+
+macro_rules! codes {
+    ($ty:ty { $($variant:path => $text:literal),+ $(,)? }) => {
+        impl Code for $ty {
+            const ALL: &'static [Self] = &[$($variant),+];
+            fn code(self) -> &'static str {
+                match self { $($variant => $text),+ }
+            }
+        }
+    };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProductKind {
+    Package,
+    MeteredResource,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    /// A count of things that exist now (computations, users).
+    Count,
+    /// A quantity per billing period that resets.
+    PerPeriod,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Customer,
+}
+
+codes!(PhaseKind { PhaseKind::Trial => "TRIAL", PhaseKind::Discount => "DISCOUNT", PhaseKind::Final => "FINAL" });
+codes!(DurationUnit {
+    DurationUnit::Hour => "HOUR", DurationUnit::Day => "DAY", DurationUnit::Week => "WEEK",
+    DurationUnit::Month => "MONTH", DurationUnit::Year => "YEAR",
+});
+codes!(Interval { Interval::Hour => "HOUR", Interval::Month => "MONTH", Interval::Unit => "UNIT" });
+codes!(TierMode { TierMode::Volume => "VOLUME", TierMode::Graduated => "GRADUATED" });
+codes!(ProductKind { ProductKind::Package => "PACKAGE", ProductKind::MeteredResource => "METERED_RESOURCE" });
+codes!(LimitKind { LimitKind::Count => "COUNT", LimitKind::PerPeriod => "PER_PERIOD" });
+codes!(Role { Role::Admin => "ADMIN", Role::Customer => "CUSTOMER" });
+
+/// Reads a stored code; a value outside the enum is a corrupted row, reported as such.
+pub fn parse<T: Code>(s: &str) -> Result<T, sea_orm::DbErr> {
+    T::from_code(s).ok_or_else(|| {
+        sea_orm::DbErr::Type(format!(
+            "unexpected stored value {s:?} for {}",
+            std::any::type_name::<T>()
+        ))
+    })
+}

@@ -1,0 +1,94 @@
+//! The database handle: connection set-up per engine, a statement counter, and write
+//! transactions that never trip over each other on SQLite.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    TransactionTrait,
+};
+use tokio::sync::{Mutex, MutexGuard};
+
+#[derive(Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    statements: Arc<AtomicU64>,
+    /// SQLite has one writer at a time: serializing our own write transactions turns
+    /// SQLITE_BUSY failures into an orderly queue.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction; on SQLite it also holds the process's writer slot.
+pub struct WriteTxn<'a> {
+    txn: DatabaseTransaction,
+    _guard: Option<MutexGuard<'a, ()>>,
+}
+
+impl WriteTxn<'_> {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl Deref for WriteTxn<'_> {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl Db {
+    pub async fn connect(url: &str, pool: u32) -> Result<Self, DbErr> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(pool.max(1))
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10))
+            });
+        let mut conn = Database::connect(opts).await?;
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        conn.set_metric_callback(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let write_lock = (conn.get_database_backend() == DatabaseBackend::Sqlite)
+            .then(|| Arc::new(Mutex::new(())));
+        Ok(Self {
+            conn,
+            statements,
+            write_lock,
+        })
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// SQL statements executed since start-up (reported at `/metrics`).
+    pub fn statement_count(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    pub async fn write(&self) -> Result<WriteTxn<'_>, DbErr> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let txn = self.conn.begin().await?;
+        Ok(WriteTxn { txn, _guard: guard })
+    }
+}

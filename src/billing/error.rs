@@ -1,0 +1,60 @@
+//! The domain's errors, each with a stable code that reaches the client unchanged.
+
+use sea_orm::DbErr;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("authentication required: send `Authorization: Bearer <token>`")]
+    Unauthenticated,
+    #[error("the token is not valid")]
+    BadToken,
+    #[error("this operation is not allowed for your role")]
+    Forbidden,
+    #[error("plan {0} is archived")]
+    PlanArchived(Uuid),
+    #[error("the default plan cannot be archived; make another plan the default first")]
+    DefaultPlanArchive,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the test clock is not enabled on this server")]
+    TestClockDisabled,
+    #[error("the clock only moves forward; it is already at {0}")]
+    ClockBackwards(String),
+    #[error("internal error")]
+    Db(#[from] DbErr),
+}
+
+impl BillingError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "BAD_USER_INPUT",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::Unauthenticated | Self::BadToken => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::PlanArchived(_) => "PLAN_ARCHIVED",
+            Self::DefaultPlanArchive => "DEFAULT_PLAN",
+            Self::Conflict(_) => "CONFLICT",
+            Self::TestClockDisabled => "TEST_CLOCK_DISABLED",
+            Self::ClockBackwards(_) => "BAD_USER_INPUT",
+            Self::Db(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::Invalid(msg.into())
+    }
+
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+}
+
+pub type BillingResult<T> = Result<T, BillingError>;

@@ -1,0 +1,78 @@
+//! The billing domain: catalog, pricing, phases, customers and access. Pricing and phase
+//! math are pure functions (`pricing`, `phase`, `money`); the rest reads and writes the
+//! database through [`Db`] and takes "now" from the [`Clock`](crate::clock::Clock).
+
+pub mod access;
+pub mod catalog;
+pub mod catalog_admin;
+pub mod codes;
+pub mod customers;
+pub mod db;
+pub mod error;
+pub mod money;
+pub mod phase;
+pub mod pricing;
+pub mod quote;
+pub mod validate;
+
+use std::sync::{Arc, RwLock};
+
+use sea_orm::DbErr;
+use tokio::sync::Mutex;
+
+pub use access::Principal;
+pub use catalog::Catalog;
+pub use db::Db;
+pub use error::{BillingError, BillingResult};
+
+use crate::clock::SharedClock;
+
+/// The domain service: one per process, shared by every request.
+pub struct Billing {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub default_currency: String,
+    catalog: RwLock<Arc<Catalog>>,
+    reload: Mutex<()>,
+    pub(crate) tokens: access::TokenCache,
+}
+
+impl Billing {
+    pub async fn new(db: Db, clock: SharedClock, default_currency: String) -> Result<Self, DbErr> {
+        let catalog = Catalog::load(db.conn()).await?;
+        Ok(Self {
+            db,
+            clock,
+            default_currency,
+            catalog: RwLock::new(Arc::new(catalog)),
+            reload: Mutex::new(()),
+            tokens: access::TokenCache::default(),
+        })
+    }
+
+    /// The current catalog snapshot: cheap to take, consistent for as long as it is held.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the catalog from the database and publishes it.
+    pub async fn reload_catalog(&self) -> Result<(), DbErr> {
+        let _one_at_a_time = self.reload.lock().await;
+        let fresh = Arc::new(Catalog::load(self.db.conn()).await?);
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// Reloads the catalog if another process changed it since our snapshot.
+    pub async fn refresh_catalog_if_changed(&self) -> Result<bool, DbErr> {
+        let stored = catalog_admin::stored_version(self.db.conn()).await?;
+        if stored != self.catalog().version {
+            self.reload_catalog().await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,98 @@
+//! Configuration from flags and environment variables.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "billing", version, about = "A GraphQL billing server")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations and serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL); needs no database.
+    Schema,
+    /// Load a demo catalog built from the seeds' examples.
+    Demo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IntrospectionPolicy {
+    /// Anyone may introspect the schema.
+    All,
+    /// Only admin tokens may introspect.
+    Admin,
+    /// Nobody may introspect.
+    Off,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Database URL: sqlite://FILE?mode=rwc (embedded) or postgres://…
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://billing.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "BILLING_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// The admin token; when unset, one is created on a fresh database and printed once.
+    #[arg(long, env = "BILLING_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Currency of customers created without one (ISO 4217).
+    #[arg(long, env = "BILLING_DEFAULT_CURRENCY", default_value = "USD")]
+    pub default_currency: String,
+    /// Enable the test clock (`advanceClock`); refused together with --production.
+    #[arg(long, env = "BILLING_TEST_CLOCK", value_parser = parse_flag, default_value = "0")]
+    pub test_clock: bool,
+    /// Marks a production deployment: unsafe settings (the test clock) are refused.
+    #[arg(long, env = "BILLING_PRODUCTION", value_parser = parse_flag, default_value = "0")]
+    pub production: bool,
+    /// Who may introspect the GraphQL schema.
+    #[arg(long, env = "BILLING_INTROSPECTION", value_enum, default_value = "all")]
+    pub introspection: IntrospectionPolicy,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "BILLING_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Maximum size of the database connection pool.
+    #[arg(long, env = "BILLING_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+}
+
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(format!(
+            "expected 1/0, true/false, yes/no or on/off, got {other:?}"
+        )),
+    }
+}
+
+impl Config {
+    /// Settings for a test server: a given database, a free port, a known admin token.
+    pub fn for_tests(database_url: impl Into<String>, admin_token: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: Some(admin_token.into()),
+            default_currency: "USD".into(),
+            test_clock: true,
+            production: false,
+            introspection: IntrospectionPolicy::All,
+            max_body_bytes: 1 << 20,
+            db_pool: 8,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The API's enumerations, mirrored from the domain's.
+
+use async_graphql::Enum;
+
+use crate::billing::{codes, phase, pricing};
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "codes::ProductKind")]
+pub enum ProductKind {
+    Package,
+    MeteredResource,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "phase::PhaseKind")]
+pub enum PhaseKind {
+    Trial,
+    Discount,
+    Final,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "phase::DurationUnit")]
+pub enum DurationUnit {
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+/// What a price is per: an hour or a month of a package, or a unit of metered usage.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "pricing::Interval")]
+pub enum PriceInterval {
+    Hour,
+    Month,
+    Unit,
+}
+
+/// Volume: the whole quantity at its tier's price. Graduated: each unit at its tier's price.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "pricing::TierMode")]
+pub enum TierMode {
+    Volume,
+    Graduated,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "codes::LimitKind")]
+pub enum LimitKind {
+    /// A count of things that exist now (computations, users).
+    Count,
+    /// A quantity per billing period that resets.
+    PerPeriod,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Customer,
+    Anonymous,
+}

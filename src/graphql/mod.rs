@@ -1,0 +1,54 @@
+//! The GraphQL layer: thin resolvers that parse, authorize, call the domain and map.
+
+pub mod catalog;
+pub mod clock;
+pub mod context;
+pub mod customer;
+pub mod enums;
+pub mod error;
+pub mod loaders;
+pub mod scalars;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(
+    catalog::CatalogQuery,
+    customer::CustomerQuery,
+    clock::ClockQuery,
+);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(
+    catalog::CatalogMutation,
+    customer::CustomerMutation,
+    clock::ClockMutation,
+);
+
+pub type SubscriptionRoot = EmptySubscription;
+
+pub type BillingSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// Query limits: deep nesting and alias floods are refused before execution.
+pub const MAX_DEPTH: usize = 12;
+pub const MAX_COMPLEXITY: usize = 500;
+pub const MAX_BATCH: usize = 10;
+
+/// The schema's types and limits, without any runtime data: `billing schema` prints its
+/// SDL offline, and start-up adds the database, the clock and the providers.
+pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_recursive_depth(32)
+    .limit_directives(8)
+}
+
+/// The SDL as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    schema_builder().finish().sdl()
+}

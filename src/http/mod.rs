@@ -1,0 +1,133 @@
+//! HTTP transport: GraphQL over POST, GraphiQL, health and metrics.
+
+use std::sync::Arc;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{BatchRequest, ErrorExtensions, Request, Response, ServerError};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::billing::{Billing, BillingError, Principal};
+use crate::config::IntrospectionPolicy;
+use crate::graphql::loaders::CustomerLoader;
+use crate::graphql::{BillingSchema, MAX_BATCH};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: BillingSchema,
+    pub billing: Arc<Billing>,
+    pub introspection: IntrospectionPolicy,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .with_state(state)
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+fn error_response(status: StatusCode, err: &BillingError) -> axum::response::Response {
+    let gql = err.extend();
+    let server_error = ServerError::new(gql.message.clone(), None);
+    let mut response = Response::from_errors(vec![ServerError {
+        extensions: gql.extensions,
+        ..server_error
+    }]);
+    response.data = async_graphql::Value::Null;
+    (status, Json(response)).into_response()
+}
+
+/// Adds what each request needs: the caller, fresh loaders, the introspection policy.
+pub fn prepare(state: &AppState, principal: Principal, mut request: Request) -> Request {
+    let allowed = match state.introspection {
+        IntrospectionPolicy::All => true,
+        IntrospectionPolicy::Admin => principal.is_admin(),
+        IntrospectionPolicy::Off => false,
+    };
+    if !allowed {
+        request = request.disable_introspection();
+    }
+    request.data(principal).data(DataLoader::new(
+        CustomerLoader(state.billing.clone()),
+        tokio::spawn,
+    ))
+}
+
+async fn graphql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    req: GraphQLBatchRequest,
+) -> axum::response::Response {
+    let principal = match state.billing.authenticate(bearer(&headers)).await {
+        Ok(p) => p,
+        Err(e @ BillingError::Db(_)) => {
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, &e);
+        }
+        Err(e) => return error_response(StatusCode::UNAUTHORIZED, &e),
+    };
+    let batch = match req.into_inner() {
+        BatchRequest::Single(r) => BatchRequest::Single(prepare(&state, principal, r)),
+        BatchRequest::Batch(rs) if rs.len() > MAX_BATCH => {
+            let e =
+                BillingError::invalid(format!("a batch may hold at most {MAX_BATCH} operations"));
+            return error_response(StatusCode::BAD_REQUEST, &e);
+        }
+        BatchRequest::Batch(rs) => BatchRequest::Batch(
+            rs.into_iter()
+                .map(|r| prepare(&state, principal, r))
+                .collect(),
+        ),
+    };
+    GraphQLResponse(state.schema.execute_batch(batch).await).into_response()
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Billing GraphiQL")
+            .finish(),
+    )
+}
+
+async fn health(State(state): State<AppState>) -> axum::response::Response {
+    match state.billing.db.conn().ping().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "database unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> String {
+    format!(
+        "# HELP billing_sql_statements_total SQL statements executed since start-up.\n\
+         # TYPE billing_sql_statements_total counter\n\
+         billing_sql_statements_total {}\n",
+        state.billing.db.statement_count()
+    )
+}

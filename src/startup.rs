@@ -1,0 +1,144 @@
+//! Wiring: configuration → database → domain → schema → HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::billing::{Billing, Db};
+use crate::clock::{SharedClock, SystemClock, TestClock};
+use crate::config::{Cli, Command, Config};
+use crate::graphql;
+use crate::http::{self, AppState};
+
+pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+pub async fn run(cli: Cli) -> Result<(), AnyError> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = Db::connect(&cli.config.database_url, 1).await?;
+            Migrator::up(db.conn(), None).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Demo => {
+            let app = Application::build(cli.config).await?;
+            crate::demo::load(&app.billing).await?;
+            println!("demo catalog loaded");
+            Ok(())
+        }
+        Command::Serve => {
+            let app = Application::build(cli.config).await?;
+            tracing::info!(addr = %app.addr, "billing server listening");
+            app.run_until_stopped().await
+        }
+    }
+}
+
+/// A built server, bound to its port but not yet serving.
+pub struct Application {
+    pub addr: SocketAddr,
+    pub billing: Arc<Billing>,
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, AnyError> {
+        if config.test_clock && config.production {
+            return Err("the test clock cannot be enabled in a production configuration".into());
+        }
+        let default_currency = crate::billing::validate::currency(
+            "BILLING_DEFAULT_CURRENCY",
+            &config.default_currency,
+        )
+        .map_err(|e| e.to_string())?;
+        let db = Db::connect(&config.database_url, config.db_pool).await?;
+        Migrator::up(db.conn(), None).await?;
+        let clock: SharedClock = if config.test_clock {
+            tracing::warn!("test clock enabled: admins can move time with advanceClock");
+            Arc::new(TestClock::new(chrono::Utc::now()))
+        } else {
+            Arc::new(SystemClock)
+        };
+        let billing = Arc::new(Billing::new(db, clock, default_currency).await?);
+        match &config.admin_token {
+            Some(token) => billing.ensure_admin_token(token).await?,
+            None => {
+                if let Some(token) = billing.bootstrap_admin().await? {
+                    // Printed once; only its hash is stored.
+                    println!("Created the admin token (shown only this once):\n\n    {token}\n");
+                }
+            }
+        }
+        let schema = graphql::schema_builder().data(billing.clone()).finish();
+        let state = AppState {
+            schema,
+            billing: billing.clone(),
+            introspection: config.introspection,
+        };
+        let router = http::router(state, config.max_body_bytes);
+        let listener = TcpListener::bind(config.bind).await?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            addr,
+            billing,
+            listener,
+            router,
+        })
+    }
+
+    pub async fn run_until_stopped(self) -> Result<(), AnyError> {
+        let refresher = tokio::spawn(refresh_catalog(self.billing.clone()));
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+        refresher.abort();
+        Ok(served?)
+    }
+}
+
+/// Picks up catalog changes made by other server processes sharing the database.
+async fn refresh_catalog(billing: Arc<Billing>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        if let Err(e) = billing.refresh_catalog_if_changed().await {
+            tracing::warn!(error = %e, "catalog refresh failed");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
