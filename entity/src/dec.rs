@@ -26,7 +26,7 @@ impl From<Dec> for Decimal {
 
 impl From<Dec> for Value {
     fn from(d: Dec) -> Self {
-        Value::String(Some(d.0.normalize().to_string()))
+        Value::String(Some(d.0.to_string()))
     }
 }
 

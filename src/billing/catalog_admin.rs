@@ -469,6 +469,15 @@ impl Billing {
         who.require_admin()?;
         let name = validate::text("name", &input.name, 200)?;
         let description = input.description.trim().to_owned();
+        let specs: Vec<PhaseSpec> = input
+            .phases
+            .iter()
+            .map(|p| PhaseSpec {
+                kind: p.kind,
+                duration: p.duration,
+            })
+            .collect();
+        validate_phases(&specs).map_err(|e| BillingError::invalid(e.to_string()))?;
         let plan_id = Uuid::now_v7();
         let now = self.clock.now();
         let txn = self.db.write().await?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{BatchRequest, ErrorExtensions, Request, Response, ServerError};
+use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Request, Response, ServerError};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -95,7 +95,34 @@ async fn graphql(
                 .collect(),
         ),
     };
-    GraphQLResponse(state.schema.execute_batch(batch).await).into_response()
+    let mut response = state.schema.execute_batch(batch).await;
+    match &mut response {
+        BatchResponse::Single(r) => with_codes(r),
+        BatchResponse::Batch(rs) => rs.iter_mut().for_each(with_codes),
+    }
+    GraphQLResponse(response).into_response()
+}
+
+/// Gives every error a code: the domain's carry theirs; the rest come from parsing,
+/// validation and the query limits, before anything ran.
+fn with_codes(response: &mut Response) {
+    for err in &mut response.errors {
+        let has_code = err
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
+        if has_code {
+            continue;
+        }
+        let code = match err.message.as_str() {
+            "Query is too complex." => "QUERY_TOO_COMPLEX",
+            "Query is nested too deep." | "recursion limit exceeded." => "QUERY_TOO_DEEP",
+            _ => "BAD_USER_INPUT",
+        };
+        err.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
 }
 
 async fn graphiql() -> Html<String> {

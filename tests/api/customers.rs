@@ -1,0 +1,181 @@
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+const FIELDS: &str = "id externalId name email phone currency region billingStart address { line1 city postalCode country }";
+
+#[tokio::test]
+async fn creating_a_customer_twice_with_one_reference_returns_the_same_customer() {
+    let app = TestApp::spawn().await;
+    let input = json!({ "externalId": "project-42", "name": "Lab", "email": "lab@example.org", "phone": "+1 555 0100",
+        "currency": "eur", "region": "eu-west", "address": { "line1": "1 Main St", "city": "Oslo", "postalCode": "0150", "country": "NO" } });
+    let first = app
+        .admin(
+            &format!(
+                "mutation($i: CreateCustomerInput!) {{ createCustomer(input: $i) {{ {FIELDS} }} }}"
+            ),
+            json!({ "i": input }),
+        )
+        .await;
+    let first = first.ok()["createCustomer"].clone();
+    assert_eq!(first["currency"], "EUR");
+    assert_eq!(first["address"]["city"], "Oslo");
+    assert_eq!(first["billingStart"], serde_json::Value::Null);
+    let again = app.create_customer("project-42").await;
+    assert_eq!(again, first["id"].as_str().unwrap());
+
+    let listed = app
+        .admin("{ customers { edges { node { id } } } }", json!({}))
+        .await;
+    assert_eq!(
+        listed.ok()["customers"]["edges"].as_array().unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn concurrent_creates_with_one_reference_make_one_customer() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let app = app.clone();
+        tasks.spawn(async move { app.create_customer("same-project").await });
+    }
+    let mut ids = std::collections::HashSet::new();
+    while let Some(id) = tasks.join_next().await {
+        ids.insert(id.expect("task"));
+    }
+    assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test]
+async fn customers_are_updated_and_defaults_apply() {
+    let app = TestApp::spawn().await;
+    let id = app.create_customer("p-1").await;
+    let res = app
+        .admin(
+            &format!("mutation($id: ID!) {{ updateCustomer(id: $id, input: {{ name: \"Renamed\", email: \"new@example.com\", region: \"us-east\", address: {{ city: \"Lima\" }} }}) {{ {FIELDS} }} }}"),
+            json!({ "id": id }),
+        )
+        .await;
+    let c = res.ok()["updateCustomer"].clone();
+    assert_eq!(
+        (c["name"].as_str(), c["email"].as_str()),
+        (Some("Renamed"), Some("new@example.com"))
+    );
+    assert_eq!(
+        (c["currency"].as_str(), c["region"].as_str()),
+        (Some("USD"), Some("us-east"))
+    );
+    assert_eq!(c["address"]["city"], "Lima");
+
+    let bad = app
+        .admin("mutation($id: ID!) { updateCustomer(id: $id, input: { email: \"not-an-email\" }) { id } }", json!({ "id": id }))
+        .await;
+    assert!(bad.expect_code("BAD_USER_INPUT").contains("email"));
+    let bad_currency = app
+        .admin(
+            "mutation($id: ID!) { updateCustomer(id: $id, input: { currency: \"EURO\" }) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    bad_currency.expect_code("BAD_USER_INPUT");
+    let unchanged = app
+        .admin(
+            "query($id: ID!) { customer(id: $id) { email currency } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        unchanged.ok()["customer"],
+        json!({ "email": "new@example.com", "currency": "USD" })
+    );
+
+    let started = app
+        .admin(
+            "mutation($id: ID!) { setBillingStart(customerId: $id, at: \"2026-03-01T12:00:00.750Z\") { billingStart } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        started.ok()["setBillingStart"]["billingStart"],
+        "2026-03-01T12:00:00+00:00"
+    );
+}
+
+#[tokio::test]
+async fn customers_are_paged_and_searched() {
+    let app = TestApp::spawn().await;
+    for i in 0..7 {
+        app.create_customer_with(json!({ "externalId": format!("proj-{i}"), "name": format!("Team {i}"),
+            "email": if i % 2 == 0 { format!("even{i}@acme.io") } else { format!("odd{i}@corp.io") } }))
+            .await;
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let res = app
+            .admin(
+                "query($a: String) { customers(first: 3, after: $a) { edges { cursor node { externalId } } pageInfo { hasNextPage endCursor } } }",
+                json!({ "a": after }),
+            )
+            .await;
+        let conn = res.ok()["customers"].clone();
+        for e in conn["edges"].as_array().unwrap() {
+            seen.push(e["node"]["externalId"].as_str().unwrap().to_owned());
+        }
+        if conn["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = conn["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(
+        seen,
+        (0..7).map(|i| format!("proj-{i}")).collect::<Vec<_>>()
+    );
+
+    let found = app
+        .admin(
+            "{ customers(search: \"ACME\") { edges { node { externalId } } } }",
+            json!({}),
+        )
+        .await;
+    let ids: Vec<&str> = found.ok()["customers"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["externalId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["proj-0", "proj-2", "proj-4", "proj-6"]);
+    let none = app
+        .admin(
+            "{ customers(search: \"%\") { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(none.ok()["customers"]["edges"], json!([]));
+    let bad = app
+        .admin(
+            "{ customers(after: \"garbage\") { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    bad.expect_code("BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn several_customers_in_one_request_are_loaded_with_one_statement() {
+    let app = TestApp::spawn().await;
+    let ids: Vec<String> = [0, 1, 2, 3].iter().map(|i| format!("c{i}")).collect();
+    let mut created = Vec::new();
+    for e in &ids {
+        created.push(app.create_customer(e).await);
+    }
+    let query = "query($a: ID!, $b: ID!, $c: ID!, $d: ID!) { a: customer(id: $a) { name } b: customer(id: $b) { name } c: customer(id: $c) { name } d: customer(id: $d) { name } }";
+    let vars = json!({ "a": created[0], "b": created[1], "c": created[2], "d": created[3] });
+    app.admin(query, vars.clone()).await.ok();
+    let before = app.statements().await;
+    let res = app.admin(query, vars).await;
+    assert_eq!(res.ok()["d"]["name"], "Ada");
+    assert_eq!(app.statements().await - before, 1);
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real server on a random port, a fresh database per test, and
+//! GraphQL over real HTTP. `TEST_DATABASE_URL=postgres://…` runs them on PostgreSQL.
+
+mod access;
+mod catalog;
+mod customers;
+mod helpers;
+mod limits;
+mod money;
+mod pricing;
+mod schema;
