@@ -538,13 +538,9 @@ impl Billing {
         if let Some(m) = changes.tier_mode {
             am.tier_mode = Set(m.code().to_owned());
         }
-        {
-            let txn = self.db.write().await?;
-            let result: BillingResult<()> =
-                async { am.update(&*txn).await.map(|_| ()).map_err(Into::into) }.await;
-            result?;
-            self.finish_plan_write(txn, id).await
-        }
+        let txn = self.db.write().await?;
+        am.update(&*txn).await?;
+        self.finish_plan_write(txn, id).await
     }
 
     /// Makes `id` the default plan. The default is one stored value, so exactly one plan
@@ -609,13 +605,9 @@ impl Billing {
     ) -> BillingResult<Arc<Plan>> {
         who.require_admin()?;
         self.plan_of(plan_id)?;
-        {
-            let txn = self.db.write().await?;
-            let result: BillingResult<()> =
-                async { self.write_phase(&*txn, plan_id, &input).await }.await;
-            result?;
-            self.finish_plan_write(txn, plan_id).await
-        }
+        let txn = self.db.write().await?;
+        self.write_phase(&*txn, plan_id, &input).await?;
+        self.finish_plan_write(txn, plan_id).await
     }
 
     pub async fn update_phase(
@@ -633,32 +625,21 @@ impl Billing {
             duration_unit: Set(duration.map(|d| d.unit.code().to_owned())),
             ..Default::default()
         };
-        {
-            let txn = self.db.write().await?;
-            let result: BillingResult<()> =
-                async { am.update(&*txn).await.map(|_| ()).map_err(Into::into) }.await;
-            result?;
-            self.finish_plan_write(txn, plan.id).await
-        }
+        let txn = self.db.write().await?;
+        am.update(&*txn).await?;
+        self.finish_plan_write(txn, plan.id).await
     }
 
     pub async fn remove_phase(&self, who: &Principal, phase_id: Uuid) -> BillingResult<Arc<Plan>> {
         who.require_admin()?;
         let (plan, _) = self.phase_of(phase_id)?;
-        {
-            let txn = self.db.write().await?;
-            let result: BillingResult<()> = async {
-                price::Entity::delete_many()
-                    .filter(price::Column::PhaseId.eq(phase_id))
-                    .exec(&*txn)
-                    .await?;
-                phase::Entity::delete_by_id(phase_id).exec(&*txn).await?;
-                Ok(())
-            }
-            .await;
-            result?;
-            self.finish_plan_write(txn, plan.id).await
-        }
+        let txn = self.db.write().await?;
+        price::Entity::delete_many()
+            .filter(price::Column::PhaseId.eq(phase_id))
+            .exec(&*txn)
+            .await?;
+        phase::Entity::delete_by_id(phase_id).exec(&*txn).await?;
+        self.finish_plan_write(txn, plan.id).await
     }
 
     pub async fn add_price(
@@ -669,13 +650,9 @@ impl Billing {
     ) -> BillingResult<Arc<Plan>> {
         who.require_admin()?;
         let (plan, _) = self.phase_of(phase_id)?;
-        {
-            let txn = self.db.write().await?;
-            let result: BillingResult<()> =
-                async { self.write_price(&*txn, phase_id, &input).await }.await;
-            result?;
-            self.finish_plan_write(txn, plan.id).await
-        }
+        let txn = self.db.write().await?;
+        self.write_price(&*txn, phase_id, &input).await?;
+        self.finish_plan_write(txn, plan.id).await
     }
 
     pub async fn update_price(
@@ -705,13 +682,9 @@ impl Billing {
                 .transpose()?
                 .map(Dec));
         }
-        {
-            let txn = self.db.write().await?;
-            let result: BillingResult<()> =
-                async { am.update(&*txn).await.map(|_| ()).map_err(Into::into) }.await;
-            result?;
-            self.finish_plan_write(txn, plan_id).await
-        }
+        let txn = self.db.write().await?;
+        am.update(&*txn).await?;
+        self.finish_plan_write(txn, plan_id).await
     }
 
     pub async fn remove_price(&self, who: &Principal, price_id: Uuid) -> BillingResult<Arc<Plan>> {
@@ -723,16 +696,9 @@ impl Billing {
             .find(|p| p.rules.iter().any(|r| r.id == price_id))
             .map(|p| p.id)
             .ok_or_else(|| BillingError::not_found("price", price_id))?;
-        {
-            let txn = self.db.write().await?;
-            let result: BillingResult<()> = async {
-                price::Entity::delete_by_id(price_id).exec(&*txn).await?;
-                Ok(())
-            }
-            .await;
-            result?;
-            self.finish_plan_write(txn, plan_id).await
-        }
+        let txn = self.db.write().await?;
+        price::Entity::delete_by_id(price_id).exec(&*txn).await?;
+        self.finish_plan_write(txn, plan_id).await
     }
 
     pub async fn set_plan_limit(
@@ -744,20 +710,14 @@ impl Billing {
         who.require_admin()?;
         self.plan_of(plan_id)?;
         let metric = check_limit(&limit)?;
-        {
-            let txn = self.db.write().await?;
-            let result: BillingResult<()> = async {
-                plan_limit::Entity::delete_many()
-                    .filter(plan_limit::Column::PlanId.eq(plan_id))
-                    .filter(plan_limit::Column::Metric.eq(metric.as_str()))
-                    .exec(&*txn)
-                    .await?;
-                self.write_limit(&*txn, plan_id, &limit).await
-            }
-            .await;
-            result?;
-            self.finish_plan_write(txn, plan_id).await
-        }
+        let txn = self.db.write().await?;
+        plan_limit::Entity::delete_many()
+            .filter(plan_limit::Column::PlanId.eq(plan_id))
+            .filter(plan_limit::Column::Metric.eq(metric.as_str()))
+            .exec(&*txn)
+            .await?;
+        self.write_limit(&*txn, plan_id, &limit).await?;
+        self.finish_plan_write(txn, plan_id).await
     }
 
     pub async fn remove_plan_limit(
@@ -768,20 +728,13 @@ impl Billing {
     ) -> BillingResult<Arc<Plan>> {
         who.require_admin()?;
         self.plan_of(plan_id)?;
-        {
-            let txn = self.db.write().await?;
-            let result: BillingResult<()> = async {
-                plan_limit::Entity::delete_many()
-                    .filter(plan_limit::Column::PlanId.eq(plan_id))
-                    .filter(plan_limit::Column::Metric.eq(metric.as_str()))
-                    .exec(&*txn)
-                    .await?;
-                Ok(())
-            }
-            .await;
-            result?;
-            self.finish_plan_write(txn, plan_id).await
-        }
+        let txn = self.db.write().await?;
+        plan_limit::Entity::delete_many()
+            .filter(plan_limit::Column::PlanId.eq(plan_id))
+            .filter(plan_limit::Column::Metric.eq(metric.as_str()))
+            .exec(&*txn)
+            .await?;
+        self.finish_plan_write(txn, plan_id).await
     }
 
     pub async fn offer_plan(
@@ -794,23 +747,16 @@ impl Billing {
         who.require_admin()?;
         self.plan_of(plan_id)?;
         self.customer_model(customer_id).await?;
-        {
-            let txn = self.db.write().await?;
-            let result: BillingResult<()> = async {
-                plan_offer::Entity::delete_many()
-                    .filter(plan_offer::Column::PlanId.eq(plan_id))
-                    .filter(plan_offer::Column::CustomerId.eq(customer_id))
-                    .exec(&*txn)
-                    .await?;
-                if offered {
-                    self.write_offer(&*txn, plan_id, customer_id).await?;
-                }
-                Ok(())
-            }
-            .await;
-            result?;
-            self.finish_plan_write(txn, plan_id).await
+        let txn = self.db.write().await?;
+        plan_offer::Entity::delete_many()
+            .filter(plan_offer::Column::PlanId.eq(plan_id))
+            .filter(plan_offer::Column::CustomerId.eq(customer_id))
+            .exec(&*txn)
+            .await?;
+        if offered {
+            self.write_offer(&*txn, plan_id, customer_id).await?;
         }
+        self.finish_plan_write(txn, plan_id).await
     }
 
     fn phase_of(&self, phase_id: Uuid) -> BillingResult<(Arc<Plan>, super::catalog::Phase)> {
