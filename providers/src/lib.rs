@@ -1,1 +1,156 @@
+//! Payment providers behind one trait. This crate knows nothing of the server's database
+//! or GraphQL: it speaks in requests and outcomes, and the server records them.
+//!
+//! Rules every provider keeps (DESIGN "Payment providers"): calls that move money carry an
+//! idempotency key; a timeout or broken connection after a request was sent is
+//! [`PaymentOutcome::Unknown`], never `Failed`; provider calls never run inside a database
+//! transaction.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::HeaderMap;
+use rust_decimal::Decimal;
+
+/// The provider's identifier for something (a customer, a payment, a session).
+pub type ProviderRef = String;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CustomerInfo {
+    pub customer_id: String,
+    pub provider_ref: Option<ProviderRef>,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckoutRequest {
+    pub customer_ref: ProviderRef,
+    pub subscription_id: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckoutSession {
+    pub provider_ref: ProviderRef,
+    pub url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetailsRequest {
+    pub customer_ref: ProviderRef,
+    pub return_url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostedSession {
+    pub url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChargeRequest {
+    pub customer_ref: ProviderRef,
+    pub amount: Decimal,
+    pub currency: String,
+    pub description: String,
+    pub idempotency_key: String,
+}
+
+/// What became of a payment. Anything not known to have failed is not `Failed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    Succeeded {
+        provider_ref: ProviderRef,
+    },
+    Pending {
+        provider_ref: ProviderRef,
+    },
+    Failed {
+        provider_ref: Option<ProviderRef>,
+        reason: String,
+    },
+    Unknown {
+        provider_ref: Option<ProviderRef>,
+    },
+}
+
+/// A verified event from a provider's webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderEvent {
+    /// Unique per provider: a duplicate delivery carries the same id.
+    pub id: String,
+    pub kind: String,
+    pub object_ref: ProviderRef,
+    pub outcome: Option<PaymentOutcome>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the provider refused the request: {0}")]
+    Rejected(String),
+    #[error("the provider did not answer in time")]
+    Timeout,
+    #[error("could not reach the provider: {0}")]
+    Unreachable(String),
+    #[error("the provider's answer could not be understood: {0}")]
+    BadResponse(String),
+    #[error("webhook signature missing or invalid")]
+    BadSignature,
+    #[error("provider configuration: {0}")]
+    Config(String),
+}
+
+#[async_trait]
+pub trait PaymentProvider: Send + Sync {
+    /// The configuration key, also stored on rows.
+    fn name(&self) -> &'static str;
+    async fn upsert_customer(&self, c: &CustomerInfo) -> Result<ProviderRef, ProviderError>;
+    async fn start_checkout(&self, r: CheckoutRequest) -> Result<CheckoutSession, ProviderError>;
+    async fn payment_details_session(
+        &self,
+        r: DetailsRequest,
+    ) -> Result<HostedSession, ProviderError>;
+    async fn charge(&self, r: ChargeRequest) -> Result<PaymentOutcome, ProviderError>;
+    async fn payment_status(&self, provider_ref: &str) -> Result<PaymentOutcome, ProviderError>;
+    fn verify_webhook(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Vec<ProviderEvent>, ProviderError>;
+    /// Hosted pages and webhooks, mounted under `/providers/{name}`.
+    fn routes(&self) -> Option<axum::Router> {
+        None
+    }
+}
+
+/// The configured providers, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    providers: HashMap<&'static str, Arc<dyn PaymentProvider>>,
+}
+
+impl Registry {
+    pub fn register(&mut self, provider: Arc<dyn PaymentProvider>) {
+        self.providers.insert(provider.name(), provider);
+    }
+
+    /// A provider by name; an unknown name is a configuration error.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn PaymentProvider>, ProviderError> {
+        self.providers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ProviderError::Config(format!("unknown payment provider {name:?}")))
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.providers.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+}
