@@ -25,12 +25,17 @@ pub struct CustomerInfo {
     pub phone: Option<String>,
 }
 
+/// Takes the first payment (or, when `amount` is zero, only saves a payment method) on a
+/// hosted page, then sends the browser to `success_url` (or `cancel_url`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckoutRequest {
     pub customer_ref: ProviderRef,
+    /// Our subscription's id, carried in the provider's metadata.
     pub subscription_id: String,
+    /// In major units (12.50), exact; zero means "save the card, charge nothing now".
     pub amount: Decimal,
     pub currency: String,
+    pub description: String,
     pub success_url: String,
     pub cancel_url: String,
     pub idempotency_key: String,
@@ -80,12 +85,26 @@ pub enum PaymentOutcome {
     },
 }
 
+/// What a webhook event tells us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderEventKind {
+    /// A checkout session (its `object_ref` is `CheckoutSession::provider_ref`) settled:
+    /// `outcome` says how (succeeded, failed, pending).
+    Checkout,
+    /// An off-session charge (`object_ref` is the ref `charge` returned) settled.
+    Charge,
+    /// The customer's stored payment method was replaced (`object_ref`: the customer ref).
+    PaymentMethodUpdated,
+    /// Anything else the provider sends; acknowledged and ignored.
+    Other(String),
+}
+
 /// A verified event from a provider's webhook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProviderEvent {
     /// Unique per provider: a duplicate delivery carries the same id.
     pub id: String,
-    pub kind: String,
+    pub kind: ProviderEventKind,
     pub object_ref: ProviderRef,
     pub outcome: Option<PaymentOutcome>,
 }
