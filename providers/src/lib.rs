@@ -6,6 +6,8 @@
 //! [`PaymentOutcome::Unknown`], never `Failed`; provider calls never run inside a database
 //! transaction.
 
+pub mod signature;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
