@@ -65,6 +65,46 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BILLING_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Payment providers to enable, comma-separated (`sandbox`, `stripe`).
+    #[arg(
+        long,
+        env = "BILLING_PROVIDERS",
+        default_value = "sandbox",
+        value_delimiter = ','
+    )]
+    pub providers: Vec<String>,
+    /// The provider used when a subscription names none.
+    #[arg(long, env = "BILLING_DEFAULT_PROVIDER", default_value = "sandbox")]
+    pub default_provider: String,
+    /// This server's URL as browsers and providers reach it (default: http://<bind address>).
+    #[arg(long, env = "BILLING_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The sandbox's webhook signing secret (replicas must share one; random when unset).
+    #[arg(long, env = "BILLING_PROVIDER_SANDBOX_SECRET", hide_env_values = true)]
+    pub sandbox_secret: Option<String>,
+    /// Stripe secret API key.
+    #[arg(long, env = "BILLING_PROVIDER_STRIPE_API_KEY", hide_env_values = true)]
+    pub stripe_api_key: Option<String>,
+    /// Stripe API base (point it at localstripe for tests).
+    #[arg(
+        long,
+        env = "BILLING_PROVIDER_STRIPE_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
+    pub stripe_api_base: String,
+    /// Stripe webhook signing secret (`whsec_…`).
+    #[arg(
+        long,
+        env = "BILLING_PROVIDER_STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub stripe_webhook_secret: Option<String>,
+    /// Hours a checkout may stay open before its subscription expires.
+    #[arg(long, env = "BILLING_CHECKOUT_TTL_HOURS", default_value_t = 23)]
+    pub checkout_ttl_hours: u32,
+    /// Seconds between runs of the billing clock's jobs.
+    #[arg(long, env = "BILLING_JOBS_INTERVAL_SECS", default_value_t = 5)]
+    pub jobs_interval_secs: u64,
     /// Maximum size of the database connection pool.
     #[arg(long, env = "BILLING_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
@@ -93,6 +133,15 @@ impl Config {
             introspection: IntrospectionPolicy::All,
             max_body_bytes: 1 << 20,
             db_pool: 8,
+            providers: vec!["sandbox".into()],
+            default_provider: "sandbox".into(),
+            public_url: None,
+            sandbox_secret: Some("whsec_sandbox_test".into()),
+            stripe_api_key: None,
+            stripe_api_base: "https://api.stripe.com".into(),
+            stripe_webhook_secret: None,
+            checkout_ttl_hours: 23,
+            jobs_interval_secs: 3600,
         }
     }
 }

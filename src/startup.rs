@@ -8,7 +8,11 @@ use migration::{Migrator, MigratorTrait};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::billing::{Billing, Db};
+use providers::sandbox::{SandboxConfig, SandboxProvider};
+use sea_orm::sqlx::postgres::PgListener;
+
+use crate::billing::events::NOTIFY_CHANNEL;
+use crate::billing::{Billing, Db, Settings};
 use crate::clock::{SharedClock, SystemClock, TestClock};
 use crate::config::{Cli, Command, Config};
 use crate::graphql;
@@ -54,6 +58,8 @@ pub struct Application {
     pub billing: Arc<Billing>,
     listener: TcpListener,
     router: axum::Router,
+    database_url: String,
+    jobs_interval: Duration,
 }
 
 impl Application {
@@ -66,6 +72,13 @@ impl Application {
             &config.default_currency,
         )
         .map_err(|e| e.to_string())?;
+        let listener = TcpListener::bind(config.bind).await?;
+        let addr = listener.local_addr()?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let registry = build_providers(&config, &public_url)?;
         let db = Db::connect(&config.database_url, config.db_pool).await?;
         Migrator::up(db.conn(), None).await?;
         let clock: SharedClock = if config.test_clock {
@@ -74,7 +87,13 @@ impl Application {
         } else {
             Arc::new(SystemClock)
         };
-        let billing = Arc::new(Billing::new(db, clock, default_currency).await?);
+        let settings = Settings {
+            default_currency,
+            providers: registry,
+            default_provider: config.default_provider.clone(),
+            checkout_ttl: chrono::TimeDelta::hours(i64::from(config.checkout_ttl_hours.max(1))),
+        };
+        let billing = Arc::new(Billing::new(db, clock, settings).await?);
         match &config.admin_token {
             Some(token) => billing.ensure_admin_token(token).await?,
             None => {
@@ -91,22 +110,31 @@ impl Application {
             introspection: config.introspection,
         };
         let router = http::router(state, config.max_body_bytes);
-        let listener = TcpListener::bind(config.bind).await?;
-        let addr = listener.local_addr()?;
         Ok(Self {
             addr,
             billing,
             listener,
             router,
+            database_url: config.database_url,
+            jobs_interval: Duration::from_secs(config.jobs_interval_secs.max(1)),
         })
     }
 
     pub async fn run_until_stopped(self) -> Result<(), AnyError> {
-        let refresher = tokio::spawn(refresh_catalog(self.billing.clone()));
+        let background = [
+            tokio::spawn(refresh_catalog(self.billing.clone())),
+            tokio::spawn(run_jobs(self.billing.clone(), self.jobs_interval)),
+            tokio::spawn(listen_for_events(
+                self.billing.clone(),
+                self.database_url.clone(),
+            )),
+        ];
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown_signal())
             .await;
-        refresher.abort();
+        for task in background {
+            task.abort();
+        }
         Ok(served?)
     }
 }
@@ -120,6 +148,75 @@ async fn refresh_catalog(billing: Arc<Billing>) {
             tracing::warn!(error = %e, "catalog refresh failed");
         }
     }
+}
+
+/// The billing clock: expiry, reconciliation, scheduled cancellations.
+async fn run_jobs(billing: Arc<Billing>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = billing.run_jobs().await {
+            tracing::warn!(error = %e, "billing jobs failed");
+        }
+    }
+}
+
+/// On PostgreSQL, events committed by any replica wake this one's subscribers.
+async fn listen_for_events(billing: Arc<Billing>, url: String) {
+    if !url.starts_with("postgres") {
+        return;
+    }
+    loop {
+        match PgListener::connect(&url).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+                    tracing::warn!(error = %e, "LISTEN failed");
+                } else {
+                    while listener.recv().await.is_ok() {
+                        billing.announce_events();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "event listener could not connect"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The configured payment providers; an unknown name fails start-up.
+fn build_providers(config: &Config, public_url: &str) -> Result<providers::Registry, AnyError> {
+    let mut registry = providers::Registry::default();
+    for name in config
+        .providers
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+    {
+        match name {
+            "sandbox" => {
+                let secret = config
+                    .sandbox_secret
+                    .clone()
+                    .unwrap_or_else(|| crate::billing::access::new_token("whsec_sbx_"));
+                registry.register(Arc::new(SandboxProvider::new(SandboxConfig::new(
+                    public_url, secret,
+                ))));
+            }
+            other => {
+                return Err(
+                    format!("unknown payment provider {other:?} in BILLING_PROVIDERS").into(),
+                );
+            }
+        }
+    }
+    if registry.get(&config.default_provider).is_err() {
+        return Err(format!(
+            "the default provider {:?} is not among the enabled providers {:?}",
+            config.default_provider, config.providers
+        )
+        .into());
+    }
+    Ok(registry)
 }
 
 async fn shutdown_signal() {

@@ -1,8 +1,11 @@
 //! SeaORM entities: one module per table, plain data, no GraphQL.
 
 pub mod api_key;
+pub mod checkout;
 pub mod customer;
 pub mod dec;
+pub mod event;
+pub mod idempotency_key;
 pub mod package;
 pub mod phase;
 pub mod plan;
@@ -10,6 +13,9 @@ pub mod plan_limit;
 pub mod plan_offer;
 pub mod price;
 pub mod product;
+pub mod provider_customer;
+pub mod provider_event;
 pub mod setting;
+pub mod subscription;
 
 pub use dec::Dec;

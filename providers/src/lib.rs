@@ -6,6 +6,7 @@
 //! [`PaymentOutcome::Unknown`], never `Failed`; provider calls never run inside a database
 //! transaction.
 
+pub mod sandbox;
 pub mod signature;
 
 use std::collections::HashMap;
@@ -175,3 +176,5 @@ impl Registry {
         names
     }
 }
+
+pub mod stripe;

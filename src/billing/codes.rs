@@ -63,3 +63,73 @@ pub fn parse<T: Code>(s: &str) -> Result<T, sea_orm::DbErr> {
         ))
     })
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SubscriptionStatus {
+    Incomplete,
+    IncompleteExpired,
+    Active,
+    Trialing,
+    PastDue,
+    Canceled,
+}
+
+impl SubscriptionStatus {
+    /// Live subscriptions count against "one per customer".
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            Self::Incomplete | Self::Active | Self::Trialing | Self::PastDue
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckoutStatus {
+    Open,
+    Pending,
+    Unknown,
+    Succeeded,
+    Failed,
+    Expired,
+}
+
+impl CheckoutStatus {
+    /// Settled checkouts never move again: late or repeated news cannot undo them.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Expired)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    SubscriptionCreated,
+    CheckoutCompleted,
+    SubscriptionActivated,
+    PaymentSucceeded,
+    PaymentFailed,
+    PaymentPending,
+    PaymentDetailsUpdated,
+    SubscriptionCanceled,
+    CancellationScheduled,
+    PlanChanged,
+    SubscriptionExpired,
+}
+
+codes!(SubscriptionStatus {
+    SubscriptionStatus::Incomplete => "INCOMPLETE", SubscriptionStatus::IncompleteExpired => "INCOMPLETE_EXPIRED",
+    SubscriptionStatus::Active => "ACTIVE", SubscriptionStatus::Trialing => "TRIALING",
+    SubscriptionStatus::PastDue => "PAST_DUE", SubscriptionStatus::Canceled => "CANCELED",
+});
+codes!(CheckoutStatus {
+    CheckoutStatus::Open => "OPEN", CheckoutStatus::Pending => "PENDING", CheckoutStatus::Unknown => "UNKNOWN",
+    CheckoutStatus::Succeeded => "SUCCEEDED", CheckoutStatus::Failed => "FAILED", CheckoutStatus::Expired => "EXPIRED",
+});
+codes!(EventKind {
+    EventKind::SubscriptionCreated => "SUBSCRIPTION_CREATED", EventKind::CheckoutCompleted => "CHECKOUT_COMPLETED",
+    EventKind::SubscriptionActivated => "SUBSCRIPTION_ACTIVATED", EventKind::PaymentSucceeded => "PAYMENT_SUCCEEDED",
+    EventKind::PaymentFailed => "PAYMENT_FAILED", EventKind::PaymentPending => "PAYMENT_PENDING",
+    EventKind::PaymentDetailsUpdated => "PAYMENT_DETAILS_UPDATED", EventKind::SubscriptionCanceled => "SUBSCRIPTION_CANCELED",
+    EventKind::CancellationScheduled => "CANCELLATION_SCHEDULED", EventKind::PlanChanged => "PLAN_CHANGED",
+    EventKind::SubscriptionExpired => "SUBSCRIPTION_EXPIRED",
+});

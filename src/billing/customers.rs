@@ -251,7 +251,10 @@ impl Billing {
         }
         am.search_text = Set(search_text(&current.external_id, &name, &email));
         am.updated_at = Set(self.clock.now());
-        Ok(am.update(self.db.conn()).await?.into())
+        let updated = am.update(self.db.conn()).await?;
+        // The providers' copies follow ours (outside any transaction; failures are logged).
+        self.sync_customer_to_providers(id).await;
+        Ok(updated.into())
     }
 
     pub async fn customer(&self, who: &Principal, id: Uuid) -> BillingResult<Customer> {

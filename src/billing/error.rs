@@ -25,6 +25,14 @@ pub enum BillingError {
     TestClockDisabled,
     #[error("the clock only moves forward; it is already at {0}")]
     ClockBackwards(String),
+    #[error("the customer already has a live subscription")]
+    AlreadySubscribed,
+    #[error("this idempotency key was used with different input")]
+    IdempotencyKeyReused,
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("payment provider failed: {0}")]
+    Provider(#[from] providers::ProviderError),
     #[error("internal error")]
     Db(#[from] DbErr),
 }
@@ -41,6 +49,10 @@ impl BillingError {
             Self::Conflict(_) => "CONFLICT",
             Self::TestClockDisabled => "TEST_CLOCK_DISABLED",
             Self::ClockBackwards(_) => "BAD_USER_INPUT",
+            Self::AlreadySubscribed => "ALREADY_SUBSCRIBED",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::InvalidState(_) => "INVALID_STATE",
+            Self::Provider(_) => "PAYMENT_PROVIDER_ERROR",
             Self::Db(_) => "INTERNAL_SERVER_ERROR",
         }
     }

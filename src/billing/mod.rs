@@ -9,11 +9,16 @@ pub mod codes;
 pub mod customers;
 pub mod db;
 pub mod error;
+pub mod events;
+pub mod idempotency;
+pub mod jobs;
 pub mod money;
 pub mod phase;
 pub mod pricing;
 pub mod quote;
+pub mod subscriptions;
 pub mod validate;
+pub mod webhooks;
 
 use std::sync::{Arc, RwLock};
 
@@ -32,21 +37,38 @@ pub struct Billing {
     pub db: Db,
     pub clock: SharedClock,
     pub default_currency: String,
+    pub providers: providers::Registry,
+    pub default_provider: String,
+    /// How long a checkout may stay open before its subscription expires.
+    pub checkout_ttl: chrono::TimeDelta,
     catalog: RwLock<Arc<Catalog>>,
     reload: Mutex<()>,
     pub(crate) tokens: access::TokenCache,
+    events: tokio::sync::broadcast::Sender<()>,
+}
+
+/// What the domain is made of, besides its database and clock.
+pub struct Settings {
+    pub default_currency: String,
+    pub providers: providers::Registry,
+    pub default_provider: String,
+    pub checkout_ttl: chrono::TimeDelta,
 }
 
 impl Billing {
-    pub async fn new(db: Db, clock: SharedClock, default_currency: String) -> Result<Self, DbErr> {
+    pub async fn new(db: Db, clock: SharedClock, settings: Settings) -> Result<Self, DbErr> {
         let catalog = Catalog::load(db.conn()).await?;
         Ok(Self {
             db,
             clock,
-            default_currency,
+            default_currency: settings.default_currency,
+            providers: settings.providers,
+            default_provider: settings.default_provider,
+            checkout_ttl: settings.checkout_ttl,
             catalog: RwLock::new(Arc::new(catalog)),
             reload: Mutex::new(()),
             tokens: access::TokenCache::default(),
+            events: tokio::sync::broadcast::channel(1024).0,
         })
     }
 

@@ -36,9 +36,12 @@ impl ClockMutation {
             .as_test()
             .ok_or(BillingError::TestClockDisabled)
             .gql()?;
-        clock
+        let now = clock
             .advance_to(to)
             .map_err(|now| BillingError::ClockBackwards(now.to_rfc3339()))
-            .gql()
+            .gql()?;
+        // Every job runs as if that time had passed.
+        billing.run_jobs().await.gql()?;
+        Ok(now)
     }
 }

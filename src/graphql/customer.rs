@@ -103,6 +103,13 @@ impl Customer {
             .map(|p| Plan(p.clone(), cat.clone()))
             .collect())
     }
+    /// The customer's subscriptions, newest first.
+    async fn subscriptions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::subscription::Subscription>> {
+        super::subscription::customer_subscriptions(ctx, self.0.id).await
+    }
     /// Admin: the customer's API keys (never their tokens).
     async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
         let keys = ctx

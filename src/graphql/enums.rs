@@ -61,3 +61,47 @@ pub enum Role {
     Customer,
     Anonymous,
 }
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "codes::SubscriptionStatus")]
+pub enum SubscriptionStatus {
+    /// Waiting for checkout.
+    Incomplete,
+    /// Checkout was not completed in time.
+    IncompleteExpired,
+    Active,
+    /// Live, in the plan's trial phase.
+    Trialing,
+    /// A renewal payment failed; retries are scheduled.
+    PastDue,
+    Canceled,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "codes::CheckoutStatus")]
+pub enum CheckoutStatus {
+    Open,
+    Pending,
+    /// The provider's answer was lost; the reconciler is asking.
+    Unknown,
+    Succeeded,
+    /// The last attempt failed; the customer may try again on the same page.
+    Failed,
+    Expired,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "codes::EventKind")]
+pub enum BillingEventKind {
+    SubscriptionCreated,
+    CheckoutCompleted,
+    SubscriptionActivated,
+    PaymentSucceeded,
+    PaymentFailed,
+    PaymentPending,
+    PaymentDetailsUpdated,
+    SubscriptionCanceled,
+    CancellationScheduled,
+    PlanChanged,
+    SubscriptionExpired,
+}

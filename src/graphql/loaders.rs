@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dataloader::Loader;
+use async_graphql::dataloader::{DataLoader, Loader};
 use uuid::Uuid;
 
 use crate::billing::customers::Customer;
+use crate::billing::subscriptions::{Checkout, Subscription};
 use crate::billing::{Billing, BillingError};
 
 /// Customers by id. Authorization stays with the resolvers that ask.
@@ -20,4 +21,59 @@ impl Loader<Uuid> for CustomerLoader {
         let found = self.0.customers_by_ids(keys).await.map_err(Arc::new)?;
         Ok(found.into_iter().map(|c| (c.id, c)).collect())
     }
+}
+
+/// Each customer's subscriptions, newest first.
+pub struct SubscriptionsByCustomer(pub Arc<Billing>);
+
+impl Loader<Uuid> for SubscriptionsByCustomer {
+    type Value = Vec<Subscription>;
+    type Error = Arc<BillingError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<Subscription>>, Self::Error> {
+        let mut out: HashMap<Uuid, Vec<Subscription>> = HashMap::new();
+        for s in self
+            .0
+            .subscriptions_of_customers(keys)
+            .await
+            .map_err(Arc::new)?
+        {
+            out.entry(s.customer_id).or_default().push(s);
+        }
+        Ok(out)
+    }
+}
+
+/// Each subscription's latest checkout.
+pub struct CheckoutBySubscription(pub Arc<Billing>);
+
+impl Loader<Uuid> for CheckoutBySubscription {
+    type Value = Checkout;
+    type Error = Arc<BillingError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Checkout>, Self::Error> {
+        let found = self
+            .0
+            .checkouts_of_subscriptions(keys)
+            .await
+            .map_err(Arc::new)?;
+        // Oldest first: later checkouts replace earlier ones.
+        Ok(found.into_iter().map(|c| (c.subscription_id, c)).collect())
+    }
+}
+
+/// Everything a request needs to batch its lookups.
+pub fn request_loaders(billing: &Arc<Billing>, data: &mut async_graphql::Data) {
+    data.insert(DataLoader::new(
+        CustomerLoader(billing.clone()),
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        SubscriptionsByCustomer(billing.clone()),
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        CheckoutBySubscription(billing.clone()),
+        tokio::spawn,
+    ));
 }

@@ -8,13 +8,15 @@ pub mod enums;
 pub mod error;
 pub mod loaders;
 pub mod scalars;
+pub mod subscription;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(
     catalog::CatalogQuery,
     customer::CustomerQuery,
+    subscription::SubscriptionQuery,
     clock::ClockQuery,
 );
 
@@ -22,10 +24,11 @@ pub struct QueryRoot(
 pub struct MutationRoot(
     catalog::CatalogMutation,
     customer::CustomerMutation,
+    subscription::SubscriptionMutation,
     clock::ClockMutation,
 );
 
-pub type SubscriptionRoot = EmptySubscription;
+pub use subscription::SubscriptionRoot;
 
 pub type BillingSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -40,7 +43,7 @@ pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRo
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        SubscriptionRoot::default(),
+        SubscriptionRoot,
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)

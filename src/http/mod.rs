@@ -2,20 +2,22 @@
 
 use std::sync::Arc;
 
-use async_graphql::dataloader::DataLoader;
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Request, Response, ServerError};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::{Path, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::billing::{Billing, BillingError, Principal};
 use crate::config::IntrospectionPolicy;
-use crate::graphql::loaders::CustomerLoader;
+use crate::graphql::loaders::request_loaders;
 use crate::graphql::{BillingSchema, MAX_BATCH};
 
 #[derive(Clone)]
@@ -26,12 +28,89 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+    let mut app = Router::new()
         .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(websocket))
+        .route("/providers/{name}/webhook", post(webhook))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes))
-        .with_state(state)
+        .with_state(state.clone());
+    // Each provider's hosted pages, under /providers/{name}.
+    for name in state.billing.providers.names() {
+        if let Ok(p) = state.billing.providers.get(name)
+            && let Some(routes) = p.routes()
+        {
+            app = app.nest(&format!("/providers/{name}"), routes);
+        }
+    }
+    app.layer(RequestBodyLimitLayer::new(max_body_bytes))
+}
+
+/// Signed provider events: a bad signature is refused (400) and writes nothing.
+async fn webhook(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    match state.billing.handle_webhook(&name, &headers, &body).await {
+        Ok(fresh) => Json(serde_json::json!({ "received": true, "new": fresh })).into_response(),
+        Err(BillingError::NotFound { .. }) => StatusCode::NOT_FOUND.into_response(),
+        Err(e @ BillingError::Db(_)) => {
+            tracing::error!(error = %e, provider = name, "webhook not processed");
+            // The provider will deliver it again.
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, provider = name, "webhook refused");
+            (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": e.to_string() })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// GraphQL over websockets (graphql-transport-ws). The token comes in the
+/// `connection_init` payload, as `{"Authorization": "Bearer …"}` or `{"token": "…"}`.
+async fn websocket(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> axum::response::Response {
+    let schema = state.schema.clone();
+    let billing = state.billing.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str())
+                        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned())
+                        .or_else(|| {
+                            payload
+                                .get("token")
+                                .and_then(|v| v.as_str())
+                                .map(str::to_owned)
+                        });
+                    let principal = billing
+                        .authenticate(token.as_deref())
+                        .await
+                        .map_err(|e| e.extend())?;
+                    if principal == Principal::Anonymous {
+                        return Err(BillingError::Unauthenticated.extend());
+                    }
+                    let mut data = async_graphql::Data::default();
+                    data.insert(principal);
+                    request_loaders(&billing, &mut data);
+                    Ok(data)
+                })
+                .serve()
+        })
 }
 
 /// The bearer token of a request, if any.
@@ -64,10 +143,9 @@ pub fn prepare(state: &AppState, principal: Principal, mut request: Request) -> 
     if !allowed {
         request = request.disable_introspection();
     }
-    request.data(principal).data(DataLoader::new(
-        CustomerLoader(state.billing.clone()),
-        tokio::spawn,
-    ))
+    request.data.insert(principal);
+    request_loaders(&state.billing, &mut request.data);
+    request
 }
 
 async fn graphql(

@@ -9,3 +9,5 @@ mod limits;
 mod money;
 mod pricing;
 mod schema;
+mod subscriptions;
+mod webhooks;

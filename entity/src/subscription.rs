@@ -1,0 +1,24 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "subscription")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub plan_id: Uuid,
+    pub provider: String,
+    /// `INCOMPLETE`, `INCOMPLETE_EXPIRED`, `ACTIVE`, `TRIALING`, `PAST_DUE`, `CANCELED`
+    pub status: String,
+    /// When it went live (ACTIVE or TRIALING): billing periods are anchored here.
+    pub started_at: Option<DateTimeUtc>,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

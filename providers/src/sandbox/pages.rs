@@ -1,0 +1,315 @@
+//! The sandbox's hosted pages: plain, self-contained HTML (inline CSS, no scripts, no
+//! external assets). Every interpolated string goes through [`escape`].
+//!
+//! Form actions and links between sandbox pages are relative, so the pages work whatever
+//! host name the browser used to reach the server.
+
+use rust_decimal::Decimal;
+
+/// Escapes text for HTML element content and double-quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `12.5`, `EUR` → `12.50 EUR`.
+pub fn format_amount(amount: Decimal, currency: &str) -> String {
+    let mut a = amount;
+    if a.scale() < 2 {
+        a.rescale(2);
+    }
+    format!("{a} {}", currency.to_uppercase())
+}
+
+const STYLE: &str = r#"
+*{box-sizing:border-box}
+body{margin:0;background:#f4f5f7;color:#1b1f24;font:18px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{max-width:30rem;margin:2rem auto;padding:0 1rem}
+.card{background:#fff;border:1px solid #d6d9de;border-radius:12px;padding:1.5rem}
+.badge{display:inline-block;background:#fff4ce;color:#5c4400;border:1px solid #e5c75a;border-radius:999px;padding:.1rem .7rem;font-size:.85rem;font-weight:600}
+h1{font-size:1.5rem;margin:.75rem 0 .25rem}
+.amount{font-size:2rem;font-weight:700;margin:.25rem 0}
+.note{color:#46505c;margin:.25rem 0 1rem}
+label{display:block;font-weight:600;margin:1rem 0 .3rem}
+input{width:100%;font:inherit;padding:.7rem .8rem;border:2px solid #8a939e;border-radius:8px;background:#fff;color:inherit}
+input:focus{outline:3px solid #2f6feb;outline-offset:1px;border-color:#2f6feb}
+input[aria-invalid=true]{border-color:#b3261e}
+button{display:block;width:100%;font:inherit;font-weight:700;font-size:1.15rem;margin-top:1.5rem;padding:.9rem 1rem;border:0;border-radius:8px;background:#1f5fd6;color:#fff;cursor:pointer}
+button:hover{background:#174bb0}
+button:focus{outline:3px solid #1b1f24;outline-offset:2px}
+button.secondary{background:#fff;color:#b3261e;border:2px solid #b3261e}
+button.secondary:hover{background:#fdecea}
+.error{background:#fdecea;color:#8c1d18;border:1px solid #f1b2ad;border-radius:8px;padding:.75rem 1rem;margin:1rem 0 0}
+.ok{background:#e7f5ec;color:#0f5223;border:1px solid #a9d8b8;border-radius:8px;padding:.75rem 1rem}
+.links{text-align:center;margin:1.25rem 0 0}
+a{color:#1f5fd6}
+a:focus{outline:3px solid #2f6feb;outline-offset:2px}
+details{margin-top:1.5rem;color:#46505c;font-size:.95rem}
+summary{cursor:pointer}
+code{font-size:.95em}
+"#;
+
+/// A whole document around `body`.
+fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"robots\" content=\"noindex\">\n\
+         <title>{title} · Sandbox payments</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <main>\n<div class=\"card\">\n<span class=\"badge\">Sandbox · test mode, no real money</span>\n\
+         {body}\n</div>\n</main>\n</body>\n</html>\n",
+        title = escape(title),
+    )
+}
+
+const TEST_CARDS: &str = "<details><summary>Test cards</summary><ul>\
+<li><code>4242 4242 4242 4242</code> succeeds</li>\
+<li><code>4000 0000 0000 0002</code> is declined</li>\
+<li><code>4000 0000 0000 0077</code> stays pending until you settle it</li>\
+</ul><p>Any expiry date and CVC are accepted.</p></details>";
+
+const DETAILS_TEST_CARDS: &str = "<details><summary>Test cards</summary>\
+<p>Any of these is saved; later payments then go this way:</p><ul>\
+<li><code>4242 4242 4242 4242</code> succeed</li>\
+<li><code>4000 0000 0000 0002</code> are declined</li>\
+<li><code>4000 0000 0000 0077</code> stay pending until settled</li>\
+</ul><p>Any expiry date and CVC are accepted.</p></details>";
+
+/// The card fields, the submit button and the error box (if any).
+fn card_form(action: &str, button: &str, card_number: &str, error: Option<&str>) -> String {
+    let (invalid, described, error_html) = match error {
+        Some(e) => (
+            "true",
+            " aria-describedby=\"card-error\"",
+            format!(
+                "<p class=\"error\" id=\"card-error\" role=\"alert\">{}</p>\n",
+                escape(e)
+            ),
+        ),
+        None => ("false", "", String::new()),
+    };
+    format!(
+        "{error_html}<form method=\"post\" action=\"{action}\">\n\
+         <label for=\"card_number\">Card number</label>\n\
+         <input id=\"card_number\" name=\"card_number\" type=\"text\" inputmode=\"numeric\" \
+         autocomplete=\"cc-number\" placeholder=\"4242 4242 4242 4242\" required \
+         aria-invalid=\"{invalid}\"{described} value=\"{card}\">\n\
+         <label for=\"expiry\">Expiry date (MM / YY)</label>\n\
+         <input id=\"expiry\" name=\"expiry\" type=\"text\" inputmode=\"numeric\" \
+         autocomplete=\"cc-exp\" placeholder=\"12 / 34\">\n\
+         <label for=\"cvc\">Security code (CVC)</label>\n\
+         <input id=\"cvc\" name=\"cvc\" type=\"text\" inputmode=\"numeric\" \
+         autocomplete=\"cc-csc\" placeholder=\"123\">\n\
+         <button type=\"submit\">{button}</button>\n</form>\n",
+        action = escape(action),
+        card = escape(card_number),
+        button = escape(button),
+    )
+}
+
+/// What the checkout page shows about the payment.
+pub struct CheckoutView<'a> {
+    pub id: &'a str,
+    pub description: &'a str,
+    pub amount: Decimal,
+    pub currency: &'a str,
+    pub cancel_url: &'a str,
+}
+
+impl CheckoutView<'_> {
+    fn header(&self) -> String {
+        let amount = if self.amount.is_zero() {
+            "<p class=\"note\">Free to start: nothing is charged today; your card is saved for later payments.</p>"
+                .to_string()
+        } else {
+            format!(
+                "<p class=\"amount\">{}</p>",
+                escape(&format_amount(self.amount, self.currency))
+            )
+        };
+        format!(
+            "<h1>{}</h1>\n{amount}\n",
+            escape(if self.description.is_empty() {
+                "Payment"
+            } else {
+                self.description
+            })
+        )
+    }
+
+    fn cancel_link(&self) -> String {
+        format!(
+            "<p class=\"links\"><a href=\"{}\">Cancel and go back</a></p>\n",
+            escape(self.cancel_url)
+        )
+    }
+}
+
+/// The page with the card form; `error` is shown above it.
+pub fn checkout(view: &CheckoutView<'_>, card_number: &str, error: Option<&str>) -> String {
+    let button = if view.amount.is_zero() {
+        "Save card".to_string()
+    } else {
+        format!("Pay {}", format_amount(view.amount, view.currency))
+    };
+    // Relative to `/…/checkout/{id}`: posts back to the same address.
+    let action = view.id;
+    let body = format!(
+        "{}{}{}{TEST_CARDS}",
+        view.header(),
+        card_form(action, &button, card_number, error),
+        view.cancel_link()
+    );
+    layout("Checkout", &body)
+}
+
+/// Shown while a payment made with the "pending" card waits to be settled.
+pub fn checkout_pending(view: &CheckoutView<'_>) -> String {
+    let settle = format!("{}/settle", view.id);
+    let body = format!(
+        "{}<p class=\"ok\" role=\"status\"><strong>Payment pending.</strong> \
+         The bank has not confirmed this payment yet.</p>\n\
+         <p class=\"note\">In the sandbox you decide how it ends:</p>\n\
+         <form method=\"post\" action=\"{action}\">\
+         <input type=\"hidden\" name=\"success\" value=\"true\">\
+         <button type=\"submit\">Approve the payment</button></form>\n\
+         <form method=\"post\" action=\"{action}\">\
+         <input type=\"hidden\" name=\"success\" value=\"false\">\
+         <button type=\"submit\" class=\"secondary\">Decline the payment</button></form>\n{}",
+        view.header(),
+        view.cancel_link(),
+        action = escape(&settle),
+    );
+    layout("Payment pending", &body)
+}
+
+/// Shown when a finished checkout page is opened again.
+pub fn checkout_done(view: &CheckoutView<'_>, success_url: &str) -> String {
+    let body = format!(
+        "{}<p class=\"ok\" role=\"status\">This payment is complete.</p>\n\
+         <p class=\"links\"><a href=\"{}\">Continue</a></p>\n",
+        view.header(),
+        escape(success_url)
+    );
+    layout("Payment complete", &body)
+}
+
+/// The page for replacing the stored card.
+pub fn payment_details(
+    token: &str,
+    current_card: Option<&str>,
+    return_url: &str,
+    card_number: &str,
+    error: Option<&str>,
+) -> String {
+    let current = match current_card {
+        Some(c) => format!(
+            "<p class=\"note\">Your current card: {}. The new card replaces it for future payments.</p>\n",
+            escape(c)
+        ),
+        None => {
+            "<p class=\"note\">The card you enter is used for future payments.</p>\n".to_string()
+        }
+    };
+    let body = format!(
+        "<h1>Update your payment details</h1>\n{current}{}\
+         <p class=\"links\"><a href=\"{}\">Cancel and go back</a></p>\n{DETAILS_TEST_CARDS}",
+        card_form(token, "Save card", card_number, error),
+        escape(return_url),
+    );
+    layout("Payment details", &body)
+}
+
+/// Shown when a used payment-details link is opened again.
+pub fn payment_details_done(return_url: &str) -> String {
+    let body = format!(
+        "<h1>Update your payment details</h1>\n\
+         <p class=\"ok\" role=\"status\">Your card has been saved.</p>\n\
+         <p class=\"links\"><a href=\"{}\">Continue</a></p>\n",
+        escape(return_url)
+    );
+    layout("Payment details", &body)
+}
+
+/// A link to `url`, for when a redirect cannot carry it.
+pub fn continue_to(url: &str) -> String {
+    let body = format!(
+        "<h1>Done</h1>\n<p class=\"links\"><a href=\"{}\">Continue</a></p>\n",
+        escape(url)
+    );
+    layout("Done", &body)
+}
+
+/// For unknown sessions and links.
+pub fn not_found() -> String {
+    layout(
+        "Not found",
+        "<h1>This payment page does not exist</h1>\n\
+         <p class=\"note\">The link may be mistyped, or the sandbox was restarted and forgot it \
+         (the sandbox keeps its sessions in memory). Start again from the application.</p>\n",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup_and_quotes() {
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(escape("plain"), "plain");
+    }
+
+    #[test]
+    fn amounts_show_two_decimals_and_upper_case_currency() {
+        assert_eq!(format_amount(Decimal::new(125, 1), "eur"), "12.50 EUR");
+        assert_eq!(format_amount(Decimal::new(7, 0), "USD"), "7.00 USD");
+        assert_eq!(format_amount(Decimal::new(1234, 3), "usd"), "1.234 USD");
+    }
+
+    #[test]
+    fn interpolated_strings_are_escaped() {
+        let view = CheckoutView {
+            id: "sbx_cs_1",
+            description: "<script>alert(1)</script>",
+            amount: Decimal::new(1000, 2),
+            currency: "eur",
+            cancel_url: "http://x/?a=1&b=\"2\"",
+        };
+        let page = checkout(&view, "\"><b>", Some("<i>bad</i>"));
+        assert!(!page.contains("<script>"));
+        assert!(!page.contains("<i>bad"));
+        assert!(!page.contains("\"><b>"));
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(page.contains("a=1&amp;b=&quot;2&quot;"));
+        assert!(page.contains("10.00 EUR"));
+        assert!(page.contains("role=\"alert\""));
+    }
+
+    #[test]
+    fn zero_amount_says_nothing_is_charged() {
+        let view = CheckoutView {
+            id: "sbx_cs_1",
+            description: "Starter",
+            amount: Decimal::ZERO,
+            currency: "eur",
+            cancel_url: "/",
+        };
+        let page = checkout(&view, "", None);
+        assert!(page.contains("nothing is charged today; your card is saved for later payments"));
+        assert!(page.contains("Save card"));
+    }
+}

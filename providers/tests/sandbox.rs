@@ -1,0 +1,767 @@
+//! The sandbox provider end to end: its pages served over HTTP on 127.0.0.1, and a webhook
+//! receiver in the same server that verifies each event with `verify_webhook`.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use providers::sandbox::{MOUNT, SIGNATURE_HEADER, SandboxConfig, SandboxProvider};
+use providers::{
+    ChargeRequest, CheckoutRequest, CustomerInfo, DetailsRequest, PaymentOutcome, PaymentProvider,
+    ProviderError, ProviderEvent, ProviderEventKind, signature,
+};
+use rust_decimal::Decimal;
+use rust_decimal::dec;
+
+const SECRET: &str = "whsec_sandbox_test";
+
+#[derive(Clone, Default)]
+struct Received {
+    events: Arc<Mutex<Vec<ProviderEvent>>>,
+    refused: Arc<Mutex<usize>>,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    provider: SandboxProvider,
+    received: Received,
+}
+
+async fn receive(State(rx): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    match rx.provider.verify_webhook(&headers, &body) {
+        Ok(events) => {
+            rx.received.events.lock().unwrap().extend(events);
+            StatusCode::OK
+        }
+        Err(_) => {
+            *rx.received.refused.lock().unwrap() += 1;
+            StatusCode::BAD_REQUEST
+        }
+    }
+}
+
+struct Harness {
+    provider: SandboxProvider,
+    base: String,
+    http: reqwest::Client,
+    received: Received,
+}
+
+impl Harness {
+    /// The pages nested at `/providers/sandbox`, the receiver at `/providers/sandbox/webhook`
+    /// (where `SandboxConfig::new` sends events), all on one ephemeral port.
+    async fn start() -> Harness {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let provider = SandboxProvider::new(SandboxConfig::new(base.clone(), SECRET));
+        Self::serve(listener, base, provider)
+    }
+
+    fn serve(listener: tokio::net::TcpListener, base: String, provider: SandboxProvider) -> Self {
+        let received = Received::default();
+        let receiver = Router::new()
+            .route(&format!("{MOUNT}/webhook"), post(receive))
+            .with_state(Receiver {
+                provider: provider.clone(),
+                received: received.clone(),
+            });
+        let app = Router::new()
+            .nest(MOUNT, provider.routes().expect("the sandbox has pages"))
+            .merge(receiver);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Harness {
+            provider,
+            base,
+            http,
+            received,
+        }
+    }
+
+    fn events(&self) -> Vec<ProviderEvent> {
+        self.received.events.lock().unwrap().clone()
+    }
+
+    fn refused(&self) -> usize {
+        *self.received.refused.lock().unwrap()
+    }
+
+    async fn customer(&self) -> String {
+        self.provider
+            .upsert_customer(&CustomerInfo {
+                customer_id: "c1".into(),
+                provider_ref: None,
+                name: "Ada".into(),
+                email: "ada@example.com".into(),
+                phone: None,
+            })
+            .await
+            .unwrap()
+    }
+
+    fn checkout_request(&self, customer_ref: &str, amount: Decimal, key: &str) -> CheckoutRequest {
+        CheckoutRequest {
+            customer_ref: customer_ref.into(),
+            subscription_id: "sub_1".into(),
+            amount,
+            currency: "eur".into(),
+            description: "Pro plan <monthly> & more".into(),
+            success_url: format!("{}/done?ok=1", self.base),
+            cancel_url: format!("{}/cancelled", self.base),
+            idempotency_key: key.into(),
+        }
+    }
+
+    async fn get(&self, url: &str) -> (StatusCode, String) {
+        let r = self.http.get(url).send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    /// POSTs a form; returns status, Location (if any) and body.
+    async fn post_form(&self, url: &str, form: &str) -> (StatusCode, Option<String>, String) {
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, location, r.text().await.unwrap())
+    }
+}
+
+fn succeeded(r: &str) -> PaymentOutcome {
+    PaymentOutcome::Succeeded {
+        provider_ref: r.into(),
+    }
+}
+
+fn pending(r: &str) -> PaymentOutcome {
+    PaymentOutcome::Pending {
+        provider_ref: r.into(),
+    }
+}
+
+fn failed(r: &str, reason: &str) -> PaymentOutcome {
+    PaymentOutcome::Failed {
+        provider_ref: Some(r.into()),
+        reason: reason.into(),
+    }
+}
+
+fn charge_request(customer_ref: &str, key: &str) -> ChargeRequest {
+    ChargeRequest {
+        customer_ref: customer_ref.into(),
+        amount: dec!(9.99),
+        currency: "eur".into(),
+        description: "Renewal".into(),
+        idempotency_key: key.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_good_card_pays_sends_a_verified_event_then_redirects() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    assert!(cus.starts_with("sbx_cus_"));
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(12.5), "k1"))
+        .await
+        .unwrap();
+    assert!(session.provider_ref.starts_with("sbx_cs_"));
+    assert_eq!(
+        session.url,
+        format!(
+            "{}/providers/sandbox/checkout/{}",
+            h.base, session.provider_ref
+        )
+    );
+    assert_eq!(
+        h.provider
+            .payment_status(&session.provider_ref)
+            .await
+            .unwrap(),
+        pending(&session.provider_ref)
+    );
+
+    let (status, page) = h.get(&session.url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("12.50 EUR"), "{page}");
+    assert!(page.contains("Pro plan &lt;monthly&gt; &amp; more"));
+    assert!(!page.contains("<monthly>"));
+    assert!(page.contains("name=\"card_number\""));
+    assert!(page.contains("<label for=\"card_number\">"));
+    assert!(page.contains(&format!("href=\"{}/cancelled\"", h.base)));
+    assert!(!page.contains("<script"));
+
+    let (status, location, _) = h
+        .post_form(
+            &session.url,
+            "card_number=4242+4242+4242+4242&expiry=12%2F34&cvc=123",
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("{}/done?ok=1", h.base));
+    // Delivered before the redirect: already here.
+    let events = h.events();
+    assert_eq!(events.len(), 1);
+    assert!(events[0].id.starts_with("sbx_evt_"));
+    assert_eq!(events[0].kind, ProviderEventKind::Checkout);
+    assert_eq!(events[0].object_ref, session.provider_ref);
+    assert_eq!(events[0].outcome, Some(succeeded(&session.provider_ref)));
+    assert_eq!(
+        h.provider
+            .payment_status(&session.provider_ref)
+            .await
+            .unwrap(),
+        succeeded(&session.provider_ref)
+    );
+
+    // Paying again charges nothing and sends nothing; the page says it is done.
+    let (status, location, _) = h
+        .post_form(&session.url, "card_number=4242424242424242")
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("{}/done?ok=1", h.base));
+    assert_eq!(h.events().len(), 1);
+    let (status, page) = h.get(&session.url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("complete"));
+
+    // The card was saved: an off-session charge succeeds.
+    let outcome = h
+        .provider
+        .charge(charge_request(&cus, "renew-1"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, PaymentOutcome::Succeeded { provider_ref } if provider_ref.starts_with("sbx_ch_"))
+    );
+}
+
+#[tokio::test]
+async fn a_declined_card_shows_402_and_sends_a_failed_event_and_may_be_retried() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(20), "k1"))
+        .await
+        .unwrap();
+    let (status, location, page) = h
+        .post_form(&session.url, "card_number=4000+0000+0000+0002")
+        .await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(location, None);
+    assert!(page.contains("card declined"), "{page}");
+    assert!(page.contains("role=\"alert\""));
+    assert!(page.contains("value=\"4000 0000 0000 0002\""));
+    let events = h.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, ProviderEventKind::Checkout);
+    assert_eq!(
+        events[0].outcome,
+        Some(failed(&session.provider_ref, "card declined"))
+    );
+    assert_eq!(
+        h.provider
+            .payment_status(&session.provider_ref)
+            .await
+            .unwrap(),
+        failed(&session.provider_ref, "card declined")
+    );
+    // A declined card is not saved.
+    let outcome = h.provider.charge(charge_request(&cus, "c")).await.unwrap();
+    assert!(
+        matches!(&outcome, PaymentOutcome::Failed { reason, .. } if reason == "no payment method"),
+        "{outcome:?}"
+    );
+
+    // The customer tries another card on the same page.
+    let (status, page) = h.get(&session.url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("card declined"));
+    let (status, _, _) = h
+        .post_form(&session.url, "card_number=4242424242424242")
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let events = h.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].outcome, Some(succeeded(&session.provider_ref)));
+}
+
+#[tokio::test]
+async fn a_pending_card_waits_until_settled_on_the_page() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(5), "k1"))
+        .await
+        .unwrap();
+    let (status, location, page) = h
+        .post_form(&session.url, "card_number=4000000000000077")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(location, None);
+    assert!(page.contains("Payment pending"), "{page}");
+    assert!(page.contains(&format!("action=\"{}/settle\"", session.provider_ref)));
+    let events = h.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].outcome, Some(pending(&session.provider_ref)));
+    assert_eq!(
+        h.provider
+            .payment_status(&session.provider_ref)
+            .await
+            .unwrap(),
+        pending(&session.provider_ref)
+    );
+    // Reloading shows the pending page; paying again changes nothing.
+    let (_, page) = h.get(&session.url).await;
+    assert!(page.contains("Payment pending"));
+    let (status, _, _) = h
+        .post_form(&session.url, "card_number=4242424242424242")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.events().len(), 1);
+
+    let (status, location, _) = h
+        .post_form(&format!("{}/settle", session.url), "success=true")
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("{}/done?ok=1", h.base));
+    let events = h.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].kind, ProviderEventKind::Checkout);
+    assert_eq!(events[1].outcome, Some(succeeded(&session.provider_ref)));
+    assert_ne!(events[0].id, events[1].id);
+
+    // Settling again is harmless.
+    let (status, _, _) = h
+        .post_form(&format!("{}/settle", session.url), "success=false")
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(h.events().len(), 2);
+    // The pending card was saved: its charges stay pending too.
+    let outcome = h.provider.charge(charge_request(&cus, "r1")).await.unwrap();
+    assert!(matches!(outcome, PaymentOutcome::Pending { .. }));
+}
+
+#[tokio::test]
+async fn a_pending_checkout_settled_as_failed_sends_a_failed_event() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(5), "k1"))
+        .await
+        .unwrap();
+    h.post_form(&session.url, "card_number=4000+0000+0000+0077")
+        .await;
+    let (status, location, _) = h
+        .post_form(&format!("{}/settle", session.url), "success=false")
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), session.url);
+    let events = h.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[1].outcome,
+        Some(failed(&session.provider_ref, "card declined"))
+    );
+    let (_, page) = h.get(&session.url).await;
+    assert!(page.contains("card declined"));
+    assert!(page.contains("name=\"card_number\""));
+
+    // The method form of settling, on another session.
+    let other = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(5), "k2"))
+        .await
+        .unwrap();
+    h.post_form(&other.url, "card_number=4000000000000077")
+        .await;
+    let outcome = h.provider.settle(&other.provider_ref, true).await.unwrap();
+    assert_eq!(outcome, succeeded(&other.provider_ref));
+    assert_eq!(
+        h.events().last().unwrap().outcome,
+        Some(succeeded(&other.provider_ref))
+    );
+    assert!(matches!(
+        h.provider.settle("sbx_cs_nope", true).await,
+        Err(ProviderError::Rejected(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_same_session() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let a = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(10), "same"))
+        .await
+        .unwrap();
+    let b = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(10), "same"))
+        .await
+        .unwrap();
+    let c = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(10), "other"))
+        .await
+        .unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a.provider_ref, c.provider_ref);
+    assert!(matches!(
+        h.provider
+            .start_checkout(h.checkout_request(&cus, dec!(10), ""))
+            .await,
+        Err(ProviderError::Rejected(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_zero_amount_checkout_only_saves_the_card() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, Decimal::ZERO, "trial"))
+        .await
+        .unwrap();
+    let (status, page) = h.get(&session.url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("nothing is charged today; your card is saved for later payments"));
+    let (status, _, _) = h
+        .post_form(&session.url, "card_number=4242424242424242")
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        h.events()[0].outcome,
+        Some(succeeded(&session.provider_ref))
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_card_asks_for_a_test_card_and_sends_nothing() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(1), "k"))
+        .await
+        .unwrap();
+    for form in ["card_number=4111+1111+1111+1111", "card_number=", ""] {
+        let (status, _, page) = h.post_form(&session.url, form).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{form}");
+        assert!(page.contains("use a test card"), "{page}");
+    }
+    let (_, _, page) = h
+        .post_form(&session.url, "card_number=%22%3E%3Cscript%3E")
+        .await;
+    assert!(!page.contains("<script>"));
+    assert!(page.contains("value=\"&quot;&gt;&lt;script&gt;\""));
+    assert!(h.events().is_empty());
+    assert_eq!(
+        h.provider
+            .payment_status(&session.provider_ref)
+            .await
+            .unwrap(),
+        pending(&session.provider_ref)
+    );
+}
+
+#[tokio::test]
+async fn unknown_pages_and_refs_are_not_found() {
+    let h = Harness::start().await;
+    let (status, page) = h
+        .get(&format!(
+            "{}/providers/sandbox/checkout/sbx_cs_nope",
+            h.base
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("does not exist"));
+    let (status, _, _) = h
+        .post_form(
+            &format!("{}/providers/sandbox/checkout/sbx_cs_nope/settle", h.base),
+            "success=true",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = h
+        .get(&format!("{}/providers/sandbox/payment-details/x", h.base))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(matches!(
+        h.provider.payment_status("sbx_ch_nope").await,
+        Err(ProviderError::Rejected(_))
+    ));
+}
+
+#[tokio::test]
+async fn charges_follow_the_saved_card_and_are_idempotent() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+
+    // No card yet.
+    let outcome = h.provider.charge(charge_request(&cus, "c0")).await.unwrap();
+    assert!(
+        matches!(&outcome, PaymentOutcome::Failed { reason, .. } if reason == "no payment method")
+    );
+    let outcome = h
+        .provider
+        .charge(charge_request("sbx_cus_unknown", "c0b"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, PaymentOutcome::Failed { reason, .. } if reason == "no payment method")
+    );
+
+    // Save the declining card through the payment-details page.
+    save_card(&h, &cus, "4000 0000 0000 0002").await;
+    let declined = h.provider.charge(charge_request(&cus, "c1")).await.unwrap();
+    let PaymentOutcome::Failed {
+        provider_ref: Some(declined_ref),
+        reason,
+    } = &declined
+    else {
+        panic!("{declined:?}")
+    };
+    assert_eq!(reason, "card declined");
+    assert_eq!(
+        h.provider.payment_status(declined_ref).await.unwrap(),
+        declined
+    );
+
+    // The pending card: pending, then settled with a webhook.
+    save_card(&h, &cus, "4000000000000077").await;
+    let outcome = h.provider.charge(charge_request(&cus, "c2")).await.unwrap();
+    let PaymentOutcome::Pending { provider_ref } = outcome else {
+        panic!("{outcome:?}")
+    };
+    let before = h.events().len();
+    assert_eq!(
+        h.provider.settle(&provider_ref, true).await.unwrap(),
+        succeeded(&provider_ref)
+    );
+    let events = h.events();
+    assert_eq!(events.len(), before + 1);
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, ProviderEventKind::Charge);
+    assert_eq!(last.object_ref, provider_ref);
+    assert_eq!(last.outcome, Some(succeeded(&provider_ref)));
+    // The same key: the same charge, now settled; nothing charged twice.
+    assert_eq!(
+        h.provider.charge(charge_request(&cus, "c2")).await.unwrap(),
+        succeeded(&provider_ref)
+    );
+
+    // A pending charge that fails.
+    let PaymentOutcome::Pending { provider_ref } =
+        h.provider.charge(charge_request(&cus, "c3")).await.unwrap()
+    else {
+        panic!()
+    };
+    h.provider.settle(&provider_ref, false).await.unwrap();
+    assert_eq!(
+        h.events().last().unwrap().outcome,
+        Some(failed(&provider_ref, "card declined"))
+    );
+
+    // The good card.
+    save_card(&h, &cus, "4242424242424242").await;
+    let first = h.provider.charge(charge_request(&cus, "c4")).await.unwrap();
+    let again = h.provider.charge(charge_request(&cus, "c4")).await.unwrap();
+    assert!(matches!(first, PaymentOutcome::Succeeded { .. }));
+    assert_eq!(first, again);
+    let other = h.provider.charge(charge_request(&cus, "c5")).await.unwrap();
+    assert_ne!(first, other);
+    // The earlier declined key still answers as before.
+    assert_eq!(
+        h.provider.charge(charge_request(&cus, "c1")).await.unwrap(),
+        declined
+    );
+}
+
+/// Replaces the customer's card on the payment-details page and checks the event.
+async fn save_card(h: &Harness, cus: &str, number: &str) {
+    let session = h
+        .provider
+        .payment_details_session(DetailsRequest {
+            customer_ref: cus.into(),
+            return_url: format!("{}/account", h.base),
+        })
+        .await
+        .unwrap();
+    assert!(
+        session
+            .url
+            .starts_with(&format!("{}/providers/sandbox/payment-details/", h.base))
+    );
+    let (status, page) = h.get(&session.url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Update your payment details"));
+    let before = h.events().len();
+    let (status, location, _) = h
+        .post_form(
+            &session.url,
+            &format!("card_number={}", number.replace(' ', "+")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("{}/account", h.base));
+    let events = h.events();
+    assert_eq!(events.len(), before + 1);
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, ProviderEventKind::PaymentMethodUpdated);
+    assert_eq!(last.object_ref, cus);
+    assert_eq!(last.outcome, None);
+    // The link is used up: opening it again says so, posting again just goes back.
+    let (_, page) = h.get(&session.url).await;
+    assert!(page.contains("saved"));
+    let (status, _, _) = h
+        .post_form(&session.url, "card_number=4242424242424242")
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(h.events().len(), before + 1);
+}
+
+#[tokio::test]
+async fn the_details_page_refuses_unknown_cards() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .payment_details_session(DetailsRequest {
+            customer_ref: cus,
+            return_url: format!("{}/account", h.base),
+        })
+        .await
+        .unwrap();
+    let (status, _, page) = h.post_form(&session.url, "card_number=1234").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("use a test card"));
+    assert!(h.events().is_empty());
+}
+
+#[tokio::test]
+async fn bad_signatures_are_refused() {
+    let h = Harness::start().await;
+    let body = br#"{"id":"sbx_evt_x","type":"checkout.succeeded","object":"sbx_cs_x"}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut headers = HeaderMap::new();
+
+    // Missing.
+    assert!(matches!(
+        h.provider.verify_webhook(&headers, body),
+        Err(ProviderError::BadSignature)
+    ));
+    // Another secret.
+    headers.insert(
+        SIGNATURE_HEADER,
+        signature::sign("whsec_other", now, body).parse().unwrap(),
+    );
+    assert!(matches!(
+        h.provider.verify_webhook(&headers, body),
+        Err(ProviderError::BadSignature)
+    ));
+    // Too old.
+    headers.insert(
+        SIGNATURE_HEADER,
+        signature::sign(SECRET, now - 3600, body).parse().unwrap(),
+    );
+    assert!(matches!(
+        h.provider.verify_webhook(&headers, body),
+        Err(ProviderError::BadSignature)
+    ));
+    // A tampered body.
+    headers.insert(
+        SIGNATURE_HEADER,
+        signature::sign(SECRET, now, body).parse().unwrap(),
+    );
+    assert!(matches!(
+        h.provider.verify_webhook(&headers, b"{\"id\":\"other\"}"),
+        Err(ProviderError::BadSignature)
+    ));
+    // The right one; and an unknown type is acknowledged as Other.
+    let events = h.provider.verify_webhook(&headers, body).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].outcome, Some(succeeded("sbx_cs_x")));
+    let other = br#"{"id":"sbx_evt_y","type":"customer.updated","object":"sbx_cus_x"}"#;
+    headers.insert(
+        SIGNATURE_HEADER,
+        signature::sign(SECRET, now, other).parse().unwrap(),
+    );
+    let events = h.provider.verify_webhook(&headers, other).unwrap();
+    assert_eq!(
+        events[0].kind,
+        ProviderEventKind::Other("customer.updated".into())
+    );
+
+    // Over HTTP, a forged event is refused by the receiver.
+    let r = h
+        .http
+        .post(format!("{}/providers/sandbox/webhook", h.base))
+        .header(SIGNATURE_HEADER, signature::sign("forged", now, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(h.refused(), 1);
+    assert!(h.events().is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_webhook_receiver_does_not_block_the_redirect() {
+    // A port that nothing listens on.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
+    drop(dead);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let provider = SandboxProvider::new(SandboxConfig {
+        public_base_url: base.clone(),
+        webhook_secret: SECRET.into(),
+        webhook_url: dead_url,
+    });
+    let h = Harness::serve(listener, base, provider);
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(3), "k"))
+        .await
+        .unwrap();
+    let (status, location, _) = h
+        .post_form(&session.url, "card_number=4242424242424242")
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("{}/done?ok=1", h.base));
+    // The reconciler's question still gets the answer.
+    assert_eq!(
+        h.provider
+            .payment_status(&session.provider_ref)
+            .await
+            .unwrap(),
+        succeeded(&session.provider_ref)
+    );
+}

@@ -1,0 +1,134 @@
+//! The billing clock's jobs: expire abandoned checkouts, reconcile unsettled payments,
+//! carry out cancellations at period end, forget old idempotency keys. They run every few
+//! seconds, and at once when an admin moves the test clock.
+
+use entity::{checkout, subscription};
+use providers::PaymentOutcome;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+
+use super::Billing;
+use super::codes::{CheckoutStatus, Code, EventKind, SubscriptionStatus};
+use super::error::BillingResult;
+use super::events::record;
+use super::subscriptions::PROVIDER_TIMEOUT;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct JobReport {
+    pub expired: usize,
+    pub reconciled: usize,
+    pub canceled: usize,
+}
+
+impl Billing {
+    pub async fn run_jobs(&self) -> BillingResult<JobReport> {
+        let mut report = JobReport::default();
+        let now = self.clock.now();
+
+        // Checkouts not completed in time.
+        let stale = checkout::Entity::find()
+            .filter(checkout::Column::ExpiresAt.lte(now))
+            .filter(checkout::Column::Status.ne(CheckoutStatus::Succeeded.code()))
+            .filter(checkout::Column::Status.ne(CheckoutStatus::Expired.code()))
+            .all(self.db.conn())
+            .await?;
+        for c in stale {
+            self.expire_subscription(c.subscription_id, "checkout not completed in time")
+                .await?;
+            report.expired += 1;
+        }
+
+        // Payments whose outcome we have not heard: ask the provider, spaced out.
+        let unsettled = checkout::Entity::find()
+            .filter(checkout::Column::NextCheckAt.lte(now))
+            .filter(checkout::Column::Status.is_in([
+                CheckoutStatus::Open.code(),
+                CheckoutStatus::Pending.code(),
+                CheckoutStatus::Unknown.code(),
+            ]))
+            .all(self.db.conn())
+            .await?;
+        for c in unsettled {
+            let Ok(provider) = self.providers.get(&c.provider) else {
+                continue;
+            };
+            let outcome =
+                tokio::time::timeout(PROVIDER_TIMEOUT, provider.payment_status(&c.provider_ref))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(PaymentOutcome::Unknown {
+                        provider_ref: Some(c.provider_ref.clone()),
+                    });
+            // An open checkout the customer has not used yet is not news.
+            let waiting = c.status == CheckoutStatus::Open.code()
+                && matches!(
+                    outcome,
+                    PaymentOutcome::Pending { .. } | PaymentOutcome::Unknown { .. }
+                );
+            let txn = self.db.write().await?;
+            if waiting {
+                checkout::Entity::update_many()
+                    .col_expr(
+                        checkout::Column::StatusChecks,
+                        Expr::value(c.status_checks + 1),
+                    )
+                    .col_expr(
+                        checkout::Column::NextCheckAt,
+                        Expr::value(now + super::webhooks::next_check(c.status_checks + 1)),
+                    )
+                    .filter(checkout::Column::Id.eq(c.id))
+                    .exec(&*txn)
+                    .await?;
+            } else {
+                self.apply_outcome(&txn, c, &outcome).await?;
+                report.reconciled += 1;
+            }
+            txn.commit().await?;
+        }
+
+        // Cancellations scheduled for the end of a period that has ended.
+        let due = subscription::Entity::find()
+            .filter(subscription::Column::CancelAtPeriodEnd.eq(true))
+            .filter(subscription::Column::CanceledAt.lte(now))
+            .filter(subscription::Column::Status.is_in([
+                SubscriptionStatus::Active.code(),
+                SubscriptionStatus::Trialing.code(),
+                SubscriptionStatus::PastDue.code(),
+            ]))
+            .all(self.db.conn())
+            .await?;
+        for s in due {
+            let txn = self.db.write().await?;
+            let moved = subscription::Entity::update_many()
+                .col_expr(
+                    subscription::Column::Status,
+                    Expr::value(SubscriptionStatus::Canceled.code()),
+                )
+                .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
+                .filter(subscription::Column::Id.eq(s.id))
+                .filter(subscription::Column::Status.eq(s.status.as_str()))
+                .exec(&*txn)
+                .await?;
+            if moved.rows_affected == 1 {
+                record(
+                    &*txn,
+                    now,
+                    s.customer_id,
+                    Some(s.id),
+                    EventKind::SubscriptionCanceled,
+                    json!({ "atPeriodEnd": true }),
+                )
+                .await?;
+                report.canceled += 1;
+            }
+            txn.commit().await?;
+        }
+        if report != JobReport::default() {
+            self.announce_events();
+        }
+        self.purge_idempotency_keys().await?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,401 @@
+//! Subscriptions, checkout, payment details and the live event stream.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::futures_util::Stream;
+use async_graphql::futures_util::stream;
+use async_graphql::{
+    Context, ErrorExtensions, ID, InputObject, Json, Object, SimpleObject,
+    Subscription as GqlSubscription,
+};
+use chrono::{DateTime, Utc};
+
+use super::catalog::Plan;
+use super::context::ContextExt;
+use super::customer::Customer;
+use super::enums::{BillingEventKind, CheckoutStatus, PhaseKind, SubscriptionStatus};
+use super::error::{GqlResult, uuid};
+use super::loaders::{CheckoutBySubscription, CustomerLoader, SubscriptionsByCustomer};
+use super::scalars::Decimal;
+use crate::billing::events::{self, BillingEvent as EventModel};
+use crate::billing::subscriptions::{
+    Checkout as CheckoutModel, NewSubscription, Subscription as SubscriptionModel,
+};
+use crate::billing::{Billing, Principal};
+
+/// A customer's subscription to a plan.
+pub struct Subscription(pub SubscriptionModel);
+
+#[Object]
+impl Subscription {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn status(&self) -> SubscriptionStatus {
+        self.0.status.into()
+    }
+    async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
+        let loader = ctx.data::<DataLoader<CustomerLoader>>()?;
+        Ok(loader
+            .load_one(self.0.customer_id)
+            .await
+            .map_err(|e| e.extend())?
+            .map(Customer))
+    }
+    async fn plan(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Plan>> {
+        let cat = ctx.billing()?.catalog();
+        Ok(cat
+            .plan(self.0.plan_id)
+            .map(|p| Plan(p.clone(), cat.clone())))
+    }
+    /// The phase in force now, from the customer's billing start.
+    async fn current_phase(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<PhaseKind>> {
+        let billing = ctx.billing()?;
+        let Some(plan) = billing.catalog().plan(self.0.plan_id).cloned() else {
+            return Ok(None);
+        };
+        let loader = ctx.data::<DataLoader<CustomerLoader>>()?;
+        let customer = loader
+            .load_one(self.0.customer_id)
+            .await
+            .map_err(|e| e.extend())?;
+        Ok(customer.map(|c| billing.phase_now(&plan, c.billing_start).into()))
+    }
+    async fn provider(&self) -> &str {
+        &self.0.provider
+    }
+    /// When it went live; billing periods are anchored here.
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    async fn cancel_at_period_end(&self) -> bool {
+        self.0.cancel_at_period_end
+    }
+    /// When it was canceled, or (with `cancelAtPeriodEnd`) when it will be.
+    async fn canceled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.canceled_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// The latest checkout, if the subscription needed one.
+    async fn checkout(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Checkout>> {
+        let loader = ctx.data::<DataLoader<CheckoutBySubscription>>()?;
+        Ok(loader
+            .load_one(self.0.id)
+            .await
+            .map_err(|e| e.extend())?
+            .map(Checkout))
+    }
+}
+
+pub struct Checkout(pub CheckoutModel);
+
+#[Object]
+impl Checkout {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Where to send the customer's browser.
+    async fn url(&self) -> &str {
+        &self.0.url
+    }
+    async fn status(&self) -> CheckoutStatus {
+        self.0.status.into()
+    }
+    /// Charged at checkout; zero when the card is only saved for later.
+    async fn amount(&self) -> Decimal {
+        self.0.amount.into()
+    }
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+    async fn provider(&self) -> &str {
+        &self.0.provider
+    }
+    async fn success_url(&self) -> &str {
+        &self.0.success_url
+    }
+    async fn cancel_url(&self) -> &str {
+        &self.0.cancel_url
+    }
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct CreateSubscriptionPayload {
+    pub subscription: Subscription,
+    /// None when nothing is due and the plan needs no card: the subscription is live already.
+    pub checkout: Option<Checkout>,
+}
+
+#[derive(SimpleObject)]
+pub struct HostedSession {
+    pub url: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateSubscriptionInput {
+    pub customer_id: ID,
+    pub plan_id: ID,
+    /// A configured payment provider; defaults to the server's default.
+    pub provider: Option<String>,
+    /// Where the browser goes after a successful checkout.
+    pub success_url: String,
+    /// Where the browser goes when the customer gives up.
+    pub cancel_url: String,
+    /// The same key with the same input returns the first result.
+    pub idempotency_key: Option<String>,
+}
+
+/// Something that happened to a customer's billing.
+pub struct BillingEvent(pub EventModel);
+
+#[Object]
+impl BillingEvent {
+    /// Resume after this event with `billingEvents(after: cursor)`.
+    async fn cursor(&self) -> String {
+        self.0.seq.to_string()
+    }
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn kind(&self) -> BillingEventKind {
+        self.0.kind.into()
+    }
+    async fn customer_id(&self) -> ID {
+        ID(self.0.customer_id.to_string())
+    }
+    async fn subscription_id(&self) -> Option<ID> {
+        self.0.subscription_id.map(|s| ID(s.to_string()))
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    async fn data(&self) -> Json<serde_json::Value> {
+        Json(self.0.data.clone())
+    }
+}
+
+#[derive(Default)]
+pub struct SubscriptionQuery;
+
+#[Object]
+impl SubscriptionQuery {
+    async fn subscription(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<Subscription>> {
+        let id = uuid("id", &id)?;
+        let s = ctx
+            .billing()?
+            .subscription(&ctx.principal(), id)
+            .await
+            .gql()?;
+        Ok(Some(Subscription(s)))
+    }
+
+    /// Events after a cursor (oldest first), for clients that poll instead of subscribing.
+    async fn billing_events(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: Option<ID>,
+        after: Option<String>,
+        #[graphql(default = 100)] first: i32,
+    ) -> async_graphql::Result<Vec<BillingEvent>> {
+        let customer = customer_id
+            .as_ref()
+            .map(|c| uuid("customerId", c))
+            .transpose()?;
+        let after = events::parse_cursor(after.as_deref()).gql()?.unwrap_or(0);
+        let first = u64::try_from(first.clamp(1, 1000)).unwrap_or(100);
+        let found = ctx
+            .billing()?
+            .events_after(&ctx.principal(), customer, after, first)
+            .await
+            .gql()?;
+        Ok(found.into_iter().map(BillingEvent).collect())
+    }
+}
+
+pub async fn customer_subscriptions(
+    ctx: &Context<'_>,
+    customer_id: uuid::Uuid,
+) -> async_graphql::Result<Vec<Subscription>> {
+    let loader = ctx.data::<DataLoader<SubscriptionsByCustomer>>()?;
+    Ok(loader
+        .load_one(customer_id)
+        .await
+        .map_err(|e| e.extend())?
+        .unwrap_or_default()
+        .into_iter()
+        .map(Subscription)
+        .collect())
+}
+
+#[derive(Default)]
+pub struct SubscriptionMutation;
+
+#[Object]
+impl SubscriptionMutation {
+    /// Subscribes a customer to a plan: the subscription (INCOMPLETE) and the checkout to
+    /// send the browser to — or, when nothing is due and no card is needed, a live one.
+    async fn create_subscription(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateSubscriptionInput,
+    ) -> async_graphql::Result<CreateSubscriptionPayload> {
+        let out = ctx
+            .billing()?
+            .create_subscription(
+                &ctx.principal(),
+                NewSubscription {
+                    customer_id: uuid("customerId", &input.customer_id)?,
+                    plan_id: uuid("planId", &input.plan_id)?,
+                    provider: input.provider,
+                    success_url: input.success_url,
+                    cancel_url: input.cancel_url,
+                    idempotency_key: input.idempotency_key,
+                },
+            )
+            .await
+            .gql()?;
+        Ok(CreateSubscriptionPayload {
+            subscription: Subscription(out.subscription),
+            checkout: out.checkout.map(Checkout),
+        })
+    }
+
+    /// A provider-hosted page where the customer replaces the stored payment method.
+    async fn update_payment_details(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        return_url: String,
+    ) -> async_graphql::Result<HostedSession> {
+        let url = ctx
+            .billing()?
+            .update_payment_details(
+                &ctx.principal(),
+                uuid("customerId", &customer_id)?,
+                &return_url,
+            )
+            .await
+            .gql()?;
+        Ok(HostedSession { url })
+    }
+
+    async fn cancel_subscription(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default = false)] at_period_end: bool,
+    ) -> async_graphql::Result<Subscription> {
+        let s = ctx
+            .billing()?
+            .cancel_subscription(&ctx.principal(), uuid("id", &id)?, at_period_end)
+            .await
+            .gql()?;
+        Ok(Subscription(s))
+    }
+
+    async fn change_plan(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: ID,
+        plan_id: ID,
+    ) -> async_graphql::Result<Subscription> {
+        let s = ctx
+            .billing()?
+            .change_plan(
+                &ctx.principal(),
+                uuid("subscriptionId", &subscription_id)?,
+                uuid("planId", &plan_id)?,
+            )
+            .await
+            .gql()?;
+        Ok(Subscription(s))
+    }
+}
+
+#[derive(Default)]
+pub struct SubscriptionRoot;
+
+struct Follow {
+    billing: Arc<Billing>,
+    who: Principal,
+    customer: Option<uuid::Uuid>,
+    cursor: i64,
+    wake: tokio::sync::broadcast::Receiver<()>,
+    buffer: VecDeque<EventModel>,
+}
+
+#[GqlSubscription]
+impl SubscriptionRoot {
+    /// Live billing events the caller may see (admins: all, or one customer's; a customer
+    /// token: its own). Pass the last `cursor` seen as `after` to miss nothing on reconnect.
+    async fn billing_events(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: Option<ID>,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<BillingEvent>> + use<>>
+    {
+        let billing = ctx.billing()?.clone();
+        let who = ctx.principal();
+        let customer = customer_id
+            .as_ref()
+            .map(|c| uuid("customerId", c))
+            .transpose()?;
+        // Checks access now, so a refused subscription fails at once.
+        billing
+            .events_after(&who, customer, i64::MAX, 1)
+            .await
+            .gql()?;
+        let wake = billing.subscribe_events();
+        let cursor = match events::parse_cursor(after.as_deref()).gql()? {
+            Some(c) => c,
+            None => billing.last_event_seq().await.gql()?,
+        };
+        let state = Follow {
+            billing,
+            who,
+            customer,
+            cursor,
+            wake,
+            buffer: VecDeque::new(),
+        };
+        Ok(stream::unfold(state, |mut s| async move {
+            loop {
+                if let Some(e) = s.buffer.pop_front() {
+                    s.cursor = e.seq;
+                    return Some((Ok(BillingEvent(e)), s));
+                }
+                match s
+                    .billing
+                    .events_after(&s.who, s.customer, s.cursor, 100)
+                    .await
+                {
+                    Ok(found) if !found.is_empty() => s.buffer.extend(found),
+                    Ok(_) => {
+                        // Woken by a commit here or (via NOTIFY) elsewhere; the timeout is a safety net.
+                        let _ = tokio::time::timeout(Duration::from_secs(2), s.wake.recv()).await;
+                    }
+                    Err(e) => return Some((Err(e.extend()), s)),
+                }
+            }
+        }))
+    }
+}
