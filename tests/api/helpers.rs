@@ -103,6 +103,17 @@ impl Drop for TestApp {
     }
 }
 
+pub struct Replica {
+    pub base: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 /// A GraphQL answer as the client saw it.
 #[derive(Debug)]
 pub struct Gql {
@@ -160,6 +171,21 @@ impl TestApp {
             _db: db,
             server,
         }
+    }
+
+    /// A second server process on the same PostgreSQL database (None on SQLite).
+    pub async fn replica(&self) -> Option<Replica> {
+        if !self._db.url.starts_with("postgres") {
+            return None;
+        }
+        let app = Application::build(Config::for_tests(self._db.url.clone(), ADMIN_TOKEN))
+            .await
+            .expect("replica starts");
+        let base = format!("http://{}", app.addr);
+        let server = tokio::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        });
+        Some(Replica { base, server })
     }
 
     pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {

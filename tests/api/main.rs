@@ -4,6 +4,7 @@
 mod access;
 mod catalog;
 mod customers;
+mod events;
 mod helpers;
 mod limits;
 mod money;

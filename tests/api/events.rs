@@ -1,0 +1,204 @@
+//! Live billing events over `/graphql/ws` (graphql-transport-ws).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp};
+use crate::subscriptions::{monthly_plan, pay, subscribe};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a websocket and sends `connection_init` with the token; returns the socket and
+/// the server's first answer.
+async fn connect(base: &str, token: Option<&str>) -> (Ws, Option<Message>) {
+    let url = format!("{}/graphql/ws", base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket opens");
+    let payload = token.map_or(
+        json!({}),
+        |t| json!({ "Authorization": format!("Bearer {t}") }),
+    );
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": payload }).to_string(),
+    ))
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .ok()
+        .flatten()
+        .and_then(Result::ok);
+    (ws, first)
+}
+
+async fn subscribe_events(ws: &mut Ws, args: &str) {
+    let query = format!(
+        "subscription {{ billingEvents{args} {{ cursor kind customerId subscriptionId data }} }}"
+    );
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": query } }).to_string(),
+    ))
+    .await
+    .unwrap();
+}
+
+/// The next `next` payload (or error), within five seconds.
+async fn next_event(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = msg {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            match v["type"].as_str() {
+                Some("next") => return v["payload"].clone(),
+                Some("error") => return json!({ "errors": v["payload"] }),
+                _ => continue,
+            }
+        }
+    }
+}
+
+fn is_ack(m: &Option<Message>) -> bool {
+    matches!(m, Some(Message::Text(t)) if t.contains("connection_ack"))
+}
+
+#[tokio::test]
+async fn a_customer_sees_its_own_events_live_and_resumes_from_a_cursor() {
+    let app = TestApp::spawn().await;
+    let (plan, _) = monthly_plan(&app, "10").await;
+    let mine = app.create_customer("mine").await;
+    let theirs = app.create_customer("theirs").await;
+    let token = app.customer_token(&mine).await;
+    let their_token = app.customer_token(&theirs).await;
+
+    let (mut ws, ack) = connect(&app.base, Some(&token)).await;
+    assert!(is_ack(&ack), "{ack:?}");
+    subscribe_events(&mut ws, "").await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // let the subscription start
+
+    // Someone else's activity is not visible; ours is, in order.
+    subscribe(&app, &their_token, &theirs, &plan).await;
+    let out = subscribe(&app, &token, &mine, &plan).await;
+    let created = next_event(&mut ws).await;
+    let e = &created["data"]["billingEvents"];
+    assert_eq!(
+        (e["kind"].as_str(), e["customerId"].as_str()),
+        (Some("SUBSCRIPTION_CREATED"), Some(mine.as_str()))
+    );
+    let cursor = e["cursor"].as_str().unwrap().to_owned();
+    drop(ws);
+
+    // While disconnected, the customer pays; a reconnect with the cursor misses nothing.
+    pay(
+        &app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    let (mut ws, ack) = connect(&app.base, Some(&token)).await;
+    assert!(is_ack(&ack));
+    subscribe_events(&mut ws, &format!("(after: \"{cursor}\")")).await;
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let e = next_event(&mut ws).await;
+        kinds.push(
+            e["data"]["billingEvents"]["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        kinds,
+        [
+            "CHECKOUT_COMPLETED",
+            "PAYMENT_SUCCEEDED",
+            "SUBSCRIPTION_ACTIVATED"
+        ]
+    );
+
+    // Asking for another customer's events is refused.
+    let (mut ws, _) = connect(&app.base, Some(&token)).await;
+    subscribe_events(&mut ws, &format!("(customerId: \"{theirs}\")")).await;
+    let refused = next_event(&mut ws).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn admins_watch_everyone_and_bad_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let (plan, _) = monthly_plan(&app, "0").await;
+    let customer = app.create_customer("c").await;
+    let (mut ws, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    subscribe_events(&mut ws, "").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let token = app.customer_token(&customer).await;
+    subscribe(&app, &token, &customer, &plan).await;
+    assert_eq!(
+        next_event(&mut ws).await["data"]["billingEvents"]["kind"],
+        "SUBSCRIPTION_CREATED"
+    );
+    assert_eq!(
+        next_event(&mut ws).await["data"]["billingEvents"]["kind"],
+        "SUBSCRIPTION_ACTIVATED"
+    );
+
+    for bad in [Some("not-a-token"), None] {
+        let (_, answer) = connect(&app.base, bad).await;
+        assert!(
+            matches!(answer, Some(Message::Close(_)) | None),
+            "{bad:?} got {answer:?}"
+        );
+    }
+}
+
+/// Two server processes on one PostgreSQL database: an event committed through one
+/// reaches a websocket subscriber connected to the other.
+#[tokio::test]
+async fn events_cross_replicas_on_postgres() {
+    let app = TestApp::spawn().await;
+    let Some(replica) = app.replica().await else {
+        eprintln!(
+            "events_cross_replicas_on_postgres: needs TEST_DATABASE_URL=postgres://…; skipped on SQLite"
+        );
+        return;
+    };
+    let (plan, _) = monthly_plan(&app, "0").await;
+    let customer = app.create_customer("c").await;
+    let (mut ws, ack) = connect(&replica.base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    subscribe_events(&mut ws, "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let token = app.customer_token(&customer).await;
+    subscribe(&app, &token, &customer, &plan).await;
+    assert_eq!(
+        next_event(&mut ws).await["data"]["billingEvents"]["kind"],
+        "SUBSCRIPTION_CREATED"
+    );
+    // NOTIFY wakes the other process at once; its 2 s safety poll is not what delivered this.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+}
