@@ -102,6 +102,9 @@ pub struct Config {
     /// Hours a checkout may stay open before its subscription expires.
     #[arg(long, env = "BILLING_CHECKOUT_TTL_HOURS", default_value_t = 23)]
     pub checkout_ttl_hours: u32,
+    /// Milliseconds any one payment provider call may take.
+    #[arg(long, env = "BILLING_PROVIDER_TIMEOUT_MS", default_value_t = 15_000)]
+    pub provider_timeout_ms: u64,
     /// Seconds between runs of the billing clock's jobs.
     #[arg(long, env = "BILLING_JOBS_INTERVAL_SECS", default_value_t = 5)]
     pub jobs_interval_secs: u64,
@@ -141,6 +144,7 @@ impl Config {
             stripe_api_base: "https://api.stripe.com".into(),
             stripe_webhook_secret: None,
             checkout_ttl_hours: 23,
+            provider_timeout_ms: 1_000,
             jobs_interval_secs: 3600,
         }
     }

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use providers::sandbox::{SandboxConfig, SandboxProvider};
+use providers::stripe::{StripeConfig, StripeProvider};
 use sea_orm::sqlx::postgres::PgListener;
 
 use crate::billing::events::NOTIFY_CHANNEL;
@@ -64,6 +65,14 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, AnyError> {
+        Self::build_with(config, Vec::new()).await
+    }
+
+    /// Builds with extra payment providers beside the configured ones (tests use this).
+    pub async fn build_with(
+        config: Config,
+        extra: Vec<Arc<dyn providers::PaymentProvider>>,
+    ) -> Result<Self, AnyError> {
         if config.test_clock && config.production {
             return Err("the test clock cannot be enabled in a production configuration".into());
         }
@@ -78,7 +87,10 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
-        let registry = build_providers(&config, &public_url)?;
+        let mut registry = build_providers(&config, &public_url)?;
+        for p in extra {
+            registry.register(p);
+        }
         let db = Db::connect(&config.database_url, config.db_pool).await?;
         Migrator::up(db.conn(), None).await?;
         let clock: SharedClock = if config.test_clock {
@@ -92,6 +104,7 @@ impl Application {
             providers: registry,
             default_provider: config.default_provider.clone(),
             checkout_ttl: chrono::TimeDelta::hours(i64::from(config.checkout_ttl_hours.max(1))),
+            provider_timeout: Duration::from_millis(config.provider_timeout_ms.max(1)),
         };
         let billing = Arc::new(Billing::new(db, clock, settings).await?);
         match &config.admin_token {
@@ -201,6 +214,24 @@ fn build_providers(config: &Config, public_url: &str) -> Result<providers::Regis
                 registry.register(Arc::new(SandboxProvider::new(SandboxConfig::new(
                     public_url, secret,
                 ))));
+            }
+            "stripe" => {
+                let api_key = config
+                    .stripe_api_key
+                    .clone()
+                    .ok_or("the stripe provider needs BILLING_PROVIDER_STRIPE_API_KEY")?;
+                let webhook_secret = config
+                    .stripe_webhook_secret
+                    .clone()
+                    .ok_or("the stripe provider needs BILLING_PROVIDER_STRIPE_WEBHOOK_SECRET")?;
+                let stripe = StripeProvider::new(StripeConfig {
+                    api_key,
+                    api_base: config.stripe_api_base.clone(),
+                    webhook_secret,
+                    public_base_url: public_url.to_owned(),
+                    timeout: Duration::from_millis(config.provider_timeout_ms.max(1)),
+                })?;
+                registry.register(Arc::new(stripe));
             }
             other => {
                 return Err(

@@ -12,7 +12,6 @@ use super::Billing;
 use super::codes::{CheckoutStatus, Code, EventKind, SubscriptionStatus};
 use super::error::BillingResult;
 use super::events::record;
-use super::subscriptions::PROVIDER_TIMEOUT;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct JobReport {
@@ -53,14 +52,16 @@ impl Billing {
             let Ok(provider) = self.providers.get(&c.provider) else {
                 continue;
             };
-            let outcome =
-                tokio::time::timeout(PROVIDER_TIMEOUT, provider.payment_status(&c.provider_ref))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or(PaymentOutcome::Unknown {
-                        provider_ref: Some(c.provider_ref.clone()),
-                    });
+            let outcome = tokio::time::timeout(
+                self.provider_timeout,
+                provider.payment_status(&c.provider_ref),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(PaymentOutcome::Unknown {
+                provider_ref: Some(c.provider_ref.clone()),
+            });
             // An open checkout the customer has not used yet is not news.
             let waiting = c.status == CheckoutStatus::Open.code()
                 && matches!(

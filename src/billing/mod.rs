@@ -41,6 +41,8 @@ pub struct Billing {
     pub default_provider: String,
     /// How long a checkout may stay open before its subscription expires.
     pub checkout_ttl: chrono::TimeDelta,
+    /// How long any one provider call may take.
+    pub provider_timeout: std::time::Duration,
     catalog: RwLock<Arc<Catalog>>,
     reload: Mutex<()>,
     pub(crate) tokens: access::TokenCache,
@@ -53,6 +55,7 @@ pub struct Settings {
     pub providers: providers::Registry,
     pub default_provider: String,
     pub checkout_ttl: chrono::TimeDelta,
+    pub provider_timeout: std::time::Duration,
 }
 
 impl Billing {
@@ -65,6 +68,7 @@ impl Billing {
             providers: settings.providers,
             default_provider: settings.default_provider,
             checkout_ttl: settings.checkout_ttl,
+            provider_timeout: settings.provider_timeout,
             catalog: RwLock::new(Arc::new(catalog)),
             reload: Mutex::new(()),
             tokens: access::TokenCache::default(),

@@ -29,9 +29,6 @@ use super::money::round_to_currency;
 use super::phase::{PhaseKind, phase_at};
 use super::pricing::{Interval, resolve_price};
 
-/// Every provider call gives up after this long (and the outcome is then unknown).
-pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(15);
-
 #[derive(Clone, Debug)]
 pub struct Subscription {
     pub id: Uuid,
@@ -161,10 +158,12 @@ pub fn amount_due_now(
     (round_to_currency(due, currency), needs_card)
 }
 
-async fn within<T>(
+/// Every provider call gives up after the configured timeout (the outcome is then unknown).
+pub(crate) async fn within<T>(
+    limit: Duration,
     fut: impl Future<Output = Result<T, ProviderError>>,
 ) -> Result<T, ProviderError> {
-    tokio::time::timeout(PROVIDER_TIMEOUT, fut)
+    tokio::time::timeout(limit, fut)
         .await
         .unwrap_or(Err(ProviderError::Timeout))
 }
@@ -414,16 +413,19 @@ impl Billing {
             let customer_ref = self
                 .provider_customer_ref(provider.as_ref(), &customer)
                 .await?;
-            within(provider.start_checkout(CheckoutRequest {
-                customer_ref,
-                subscription_id: sub_id.to_string(),
-                amount: due,
-                currency: customer.currency.clone(),
-                description: format!("{} — {}", plan.name, customer.name),
-                success_url: success_url.clone(),
-                cancel_url: cancel_url.clone(),
-                idempotency_key: format!("checkout-{sub_id}"),
-            }))
+            within(
+                self.provider_timeout,
+                provider.start_checkout(CheckoutRequest {
+                    customer_ref,
+                    subscription_id: sub_id.to_string(),
+                    amount: due,
+                    currency: customer.currency.clone(),
+                    description: format!("{} — {}", plan.name, customer.name),
+                    success_url: success_url.clone(),
+                    cancel_url: cancel_url.clone(),
+                    idempotency_key: format!("checkout-{sub_id}"),
+                }),
+            )
             .await
             .map_err(BillingError::from)
         }
@@ -492,7 +494,7 @@ impl Billing {
             email: c.email.clone(),
             phone: c.phone.clone(),
         };
-        let r = within(provider.upsert_customer(&info)).await?;
+        let r = within(self.provider_timeout, provider.upsert_customer(&info)).await?;
         let inserted = provider_customer::ActiveModel {
             customer_id: Set(c.id),
             provider: Set(provider.name().to_owned()),
@@ -533,7 +535,7 @@ impl Billing {
                     email: c.email.clone(),
                     phone: c.phone.clone(),
                 };
-                if let Err(e) = within(p.upsert_customer(&info)).await {
+                if let Err(e) = within(self.provider_timeout, p.upsert_customer(&info)).await {
                     tracing::warn!(provider = r.provider, error = %e, "could not update the provider's customer");
                 }
             }
@@ -724,10 +726,13 @@ impl Billing {
         let customer_ref = self
             .provider_customer_ref(provider.as_ref(), &customer)
             .await?;
-        let session = within(provider.payment_details_session(DetailsRequest {
-            customer_ref,
-            return_url,
-        }))
+        let session = within(
+            self.provider_timeout,
+            provider.payment_details_session(DetailsRequest {
+                customer_ref,
+                return_url,
+            }),
+        )
         .await?;
         Ok(session.url)
     }

@@ -156,9 +156,20 @@ impl Gql {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}, Vec::new()).await
+    }
+
+    /// A server with adjusted configuration and extra payment providers.
+    pub async fn spawn_with(
+        configure: impl FnOnce(&mut Config),
+        extra: Vec<Arc<dyn providers::PaymentProvider>>,
+    ) -> TestApp {
         let db = TestDb::new().await;
-        let config = Config::for_tests(db.url.clone(), ADMIN_TOKEN);
-        let app = Application::build(config).await.expect("server starts");
+        let mut config = Config::for_tests(db.url.clone(), ADMIN_TOKEN);
+        configure(&mut config);
+        let app = Application::build_with(config, extra)
+            .await
+            .expect("server starts");
         let base = format!("http://{}", app.addr);
         let billing = app.billing.clone();
         let server = tokio::spawn(async move {

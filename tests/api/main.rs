@@ -10,5 +10,6 @@ mod limits;
 mod money;
 mod pricing;
 mod schema;
+mod stripe;
 mod subscriptions;
 mod webhooks;

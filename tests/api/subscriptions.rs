@@ -45,7 +45,7 @@ pub async fn pay(app: &TestApp, url: &str, card: &str) -> reqwest::Response {
     assert_eq!(page.status().as_u16(), 200);
     browser
         .post(url)
-        .form(&[("card_number", card)])
+        .form(&[("card_number", card), ("expiry", "12/34"), ("cvc", "123")])
         .send()
         .await
         .unwrap()

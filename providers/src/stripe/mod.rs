@@ -607,6 +607,7 @@ impl PaymentProvider for StripeProvider {
             currency: &currency,
             customer,
             payment_method: &payment_method,
+            payment_method_types: "card",
             confirm: true,
             off_session: true,
             kind: IntentKind::Charge.as_str(),

@@ -219,6 +219,10 @@ pub struct ChargeIntentForm<'a> {
     pub currency: &'a str,
     pub customer: &'a str,
     pub payment_method: &'a str,
+    /// Cards only: also spares the `return_url` that confirming with automatic payment
+    /// methods would need.
+    #[serde(rename = "payment_method_types[]")]
+    pub payment_method_types: &'static str,
     pub confirm: bool,
     pub off_session: bool,
     #[serde(rename = "metadata[kind]")]
