@@ -3,6 +3,7 @@
 
 mod access;
 mod catalog;
+mod chaos;
 mod customers;
 mod events;
 mod helpers;
