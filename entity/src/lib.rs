@@ -6,6 +6,9 @@ pub mod customer;
 pub mod dec;
 pub mod event;
 pub mod idempotency_key;
+pub mod invoice;
+pub mod invoice_line;
+pub mod limit_usage;
 pub mod package;
 pub mod phase;
 pub mod plan;
@@ -17,5 +20,6 @@ pub mod provider_customer;
 pub mod provider_event;
 pub mod setting;
 pub mod subscription;
+pub mod usage_record;
 
 pub use dec::Dec;

@@ -114,6 +114,7 @@ pub enum EventKind {
     CancellationScheduled,
     PlanChanged,
     SubscriptionExpired,
+    LimitReached,
 }
 
 codes!(SubscriptionStatus {
@@ -131,5 +132,5 @@ codes!(EventKind {
     EventKind::PaymentFailed => "PAYMENT_FAILED", EventKind::PaymentPending => "PAYMENT_PENDING",
     EventKind::PaymentDetailsUpdated => "PAYMENT_DETAILS_UPDATED", EventKind::SubscriptionCanceled => "SUBSCRIPTION_CANCELED",
     EventKind::CancellationScheduled => "CANCELLATION_SCHEDULED", EventKind::PlanChanged => "PLAN_CHANGED",
-    EventKind::SubscriptionExpired => "SUBSCRIPTION_EXPIRED",
+    EventKind::SubscriptionExpired => "SUBSCRIPTION_EXPIRED", EventKind::LimitReached => "LIMIT_REACHED",
 });

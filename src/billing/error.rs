@@ -31,6 +31,8 @@ pub enum BillingError {
     IdempotencyKeyReused,
     #[error("{0}")]
     InvalidState(String),
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("payment provider failed: {0}")]
     Provider(#[from] providers::ProviderError),
     #[error("internal error")]
@@ -52,6 +54,7 @@ impl BillingError {
             Self::AlreadySubscribed => "ALREADY_SUBSCRIBED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::InvalidState(_) => "INVALID_STATE",
+            Self::LimitExceeded(_) => "LIMIT_EXCEEDED",
             Self::Provider(_) => "PAYMENT_PROVIDER_ERROR",
             Self::Db(_) => "INTERNAL_SERVER_ERROR",
         }

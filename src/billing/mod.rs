@@ -12,11 +12,13 @@ pub mod error;
 pub mod events;
 pub mod idempotency;
 pub mod jobs;
+pub mod limits;
 pub mod money;
 pub mod phase;
 pub mod pricing;
 pub mod quote;
 pub mod subscriptions;
+pub mod usage;
 pub mod validate;
 pub mod webhooks;
 

@@ -683,6 +683,8 @@ impl Billing {
                 "the subscription is already on this plan",
             ));
         }
+        // Refused rather than scheduled: the caller releases what does not fit, then retries.
+        self.check_limits_fit(sub.customer_id, &plan).await?;
         let now = self.clock.now();
         let txn = self.db.write().await?;
         subscription::ActiveModel {

@@ -104,4 +104,6 @@ pub enum BillingEventKind {
     CancellationScheduled,
     PlanChanged,
     SubscriptionExpired,
+    /// A plan limit is now fully used.
+    LimitReached,
 }

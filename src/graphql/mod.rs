@@ -9,6 +9,7 @@ pub mod error;
 pub mod loaders;
 pub mod scalars;
 pub mod subscription;
+pub mod usage;
 
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
@@ -17,6 +18,7 @@ pub struct QueryRoot(
     catalog::CatalogQuery,
     customer::CustomerQuery,
     subscription::SubscriptionQuery,
+    usage::UsageQuery,
     clock::ClockQuery,
 );
 
@@ -25,6 +27,7 @@ pub struct MutationRoot(
     catalog::CatalogMutation,
     customer::CustomerMutation,
     subscription::SubscriptionMutation,
+    usage::UsageMutation,
     clock::ClockMutation,
 );
 

@@ -13,4 +13,5 @@ mod pricing;
 mod schema;
 mod stripe;
 mod subscriptions;
+mod usage;
 mod webhooks;

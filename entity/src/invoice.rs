@@ -1,0 +1,30 @@
+use sea_orm::entity::prelude::*;
+
+use crate::Dec;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "invoice")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub customer_id: Uuid,
+    /// Billing period k of the subscription.
+    pub period_index: i32,
+    pub period_start: DateTimeUtc,
+    pub period_end: DateTimeUtc,
+    pub currency: String,
+    pub total: Dec,
+    /// `DRAFT`, `OPEN`, `PAID`, `VOID`, `UNCOLLECTIBLE`
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTimeUtc>,
+    pub payment_ref: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

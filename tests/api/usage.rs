@@ -1,0 +1,190 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::helpers::TestApp;
+use crate::subscriptions::{event_kinds, subscribe};
+
+const ACQUIRE: &str = "mutation($c: ID!, $m: String!) { acquireLimit(customerId: $c, metric: $m) { limit used remaining allowed } }";
+
+/// A free plan with limits and a metered bandwidth product; returns (plan, bandwidth).
+async fn limited_plan(app: &TestApp, computations: i64, kind: &str) -> (String, String) {
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    let bandwidth = app
+        .admin(
+            r#"mutation { createProduct(input: { name: "Bandwidth", kind: METERED_RESOURCE, resource: "bandwidth", unitType: "GB", aggregatedUsage: true }) { id } }"#,
+            json!({}),
+        )
+        .await
+        .ok()["createProduct"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let plan = app
+        .create_plan(json!({ "name": format!("Limited {computations}"), "limits": [{ "metric": "computations", "max": computations, "kind": kind }],
+            "phases": [{ "kind": "FINAL", "prices": [
+                { "productId": container, "currency": "USD", "unitAmount": "0", "interval": "MONTH" },
+                { "productId": bandwidth, "currency": "USD", "unitAmount": "0", "interval": "UNIT" } ] }] }))
+        .await;
+    (plan, bandwidth)
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_acquires_get_exactly_the_limit() {
+    let app = Arc::new(TestApp::spawn().await);
+    limited_plan(&app, 10, "COUNT").await; // the default plan governs customers without a subscription
+    let customer = app.create_customer("project").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (app, customer) = (app.clone(), customer.clone());
+        tasks.spawn(async move {
+            app.admin(ACQUIRE, json!({ "c": customer, "m": "computations" }))
+                .await
+        });
+    }
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(res) = tasks.join_next().await {
+        match res.unwrap().error_code() {
+            None => ok += 1,
+            Some("LIMIT_EXCEEDED") => refused += 1,
+            Some(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((ok, refused), (10, 90));
+    let e = app
+        .admin("query($c: ID!) { entitlement(customerId: $c, metric: \"computations\") { limit used remaining allowed kind } }", json!({ "c": customer }))
+        .await;
+    assert_eq!(
+        e.ok()["entitlement"],
+        json!({ "limit": 10, "used": 10, "remaining": 0, "allowed": false, "kind": "COUNT" })
+    );
+    assert_eq!(event_kinds(&app, &customer).await, ["LIMIT_REACHED"]);
+
+    let released = app
+        .admin("mutation($c: ID!) { releaseLimit(customerId: $c, metric: \"computations\") { used allowed } }", json!({ "c": customer }))
+        .await;
+    assert_eq!(
+        released.ok()["releaseLimit"],
+        json!({ "used": 9, "allowed": true })
+    );
+    // An unlimited metric is always allowed and still counted.
+    let free = app
+        .admin(ACQUIRE, json!({ "c": customer, "m": "users" }))
+        .await;
+    assert_eq!(
+        free.ok()["acquireLimit"],
+        json!({ "limit": null, "used": 1, "remaining": null, "allowed": true })
+    );
+}
+
+#[tokio::test]
+async fn per_period_limits_reset_with_the_period_and_plan_changes_must_fit() {
+    let app = TestApp::spawn().await;
+    let (plan, _) = limited_plan(&app, 2, "PER_PERIOD").await;
+    let (small, _) = limited_plan(&app, 1, "COUNT").await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let sub = subscribe(&app, &token, &customer, &plan).await;
+    let sub_id = sub["subscription"]["id"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        app.gql_as(
+            Some(&token),
+            ACQUIRE,
+            json!({ "c": customer, "m": "computations" }),
+        )
+        .await
+        .ok();
+    }
+    app.gql_as(
+        Some(&token),
+        ACQUIRE,
+        json!({ "c": customer, "m": "computations" }),
+    )
+    .await
+    .expect_code("LIMIT_EXCEEDED");
+
+    let refused = app
+        .gql_as(
+            Some(&token),
+            "mutation($s: ID!, $p: ID!) { changePlan(subscriptionId: $s, planId: $p) { id } }",
+            json!({ "s": sub_id, "p": small }),
+        )
+        .await;
+    assert!(refused.expect_code("LIMIT_EXCEEDED").contains("in use"));
+
+    let next_month = (app.billing.clock.now() + chrono::TimeDelta::days(32)).to_rfc3339();
+    app.admin(
+        "mutation($t: DateTime!) { advanceClock(to: $t) }",
+        json!({ "t": next_month }),
+    )
+    .await
+    .ok();
+    let again = app
+        .gql_as(
+            Some(&token),
+            ACQUIRE,
+            json!({ "c": customer, "m": "computations" }),
+        )
+        .await;
+    assert_eq!(
+        again.ok()["acquireLimit"]["used"],
+        1,
+        "a new period starts from zero"
+    );
+}
+
+#[tokio::test]
+async fn usage_is_recorded_once_per_key_and_counters_become_rises() {
+    let app = TestApp::spawn().await;
+    let (plan, bandwidth) = limited_plan(&app, 5, "COUNT").await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let sub = subscribe(&app, &token, &customer, &plan).await;
+    let sub = sub["subscription"]["id"].as_str().unwrap().to_owned();
+    let record = |reading: &str, key: &str| json!({ "i": { "subscriptionId": sub, "productId": bandwidth, "quantity": reading, "idempotencyKey": key } });
+    const RECORD: &str =
+        "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { id quantity reading } }";
+    let first = app
+        .gql_as(Some(&token), RECORD, record("40", "r1"))
+        .await
+        .ok()["recordUsage"]
+        .clone();
+    assert_eq!(
+        (first["quantity"].as_str(), first["reading"].as_str()),
+        (Some("40"), Some("40"))
+    );
+    let again = app
+        .gql_as(Some(&token), RECORD, record("40", "r1"))
+        .await
+        .ok()["recordUsage"]
+        .clone();
+    assert_eq!(again["id"], first["id"], "the same key records once");
+    app.gql_as(Some(&token), RECORD, record("41", "r1"))
+        .await
+        .expect_code("IDEMPOTENCY_KEY_REUSED");
+    let rise = app
+        .gql_as(Some(&token), RECORD, record("100", "r2"))
+        .await
+        .ok()["recordUsage"]
+        .clone();
+    assert_eq!(rise["quantity"], "60");
+    let reset = app
+        .gql_as(Some(&token), RECORD, record("15", "r3"))
+        .await
+        .ok()["recordUsage"]
+        .clone();
+    assert_eq!(
+        reset["quantity"], "15",
+        "a counter that went down was reset"
+    );
+
+    let future = json!({ "i": { "subscriptionId": sub, "productId": bandwidth, "quantity": "1", "at": "2999-01-01T00:00:00Z" } });
+    app.gql_as(Some(&token), RECORD, future)
+        .await
+        .expect_code("BAD_USER_INPUT");
+    let negative =
+        json!({ "i": { "subscriptionId": sub, "productId": bandwidth, "quantity": "-1" } });
+    app.gql_as(Some(&token), RECORD, negative)
+        .await
+        .expect_code("BAD_USER_INPUT");
+}
