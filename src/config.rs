@@ -105,6 +105,17 @@ pub struct Config {
     /// Milliseconds any one payment provider call may take.
     #[arg(long, env = "BILLING_PROVIDER_TIMEOUT_MS", default_value_t = 15_000)]
     pub provider_timeout_ms: u64,
+    /// Days after a failed renewal charge at which it is retried.
+    #[arg(
+        long,
+        env = "BILLING_DUNNING_RETRY_DAYS",
+        default_value = "1,3,5",
+        value_delimiter = ','
+    )]
+    pub dunning_retry_days: Vec<u32>,
+    /// After the last failed retry: `cancel` the subscription, or leave it `unpaid` (past due).
+    #[arg(long, env = "BILLING_DUNNING_FINAL", default_value = "cancel", value_parser = ["cancel", "unpaid"])]
+    pub dunning_final: String,
     /// Seconds between runs of the billing clock's jobs.
     #[arg(long, env = "BILLING_JOBS_INTERVAL_SECS", default_value_t = 5)]
     pub jobs_interval_secs: u64,
@@ -145,6 +156,8 @@ impl Config {
             stripe_webhook_secret: None,
             checkout_ttl_hours: 23,
             provider_timeout_ms: 1_000,
+            dunning_retry_days: vec![1, 3, 5],
+            dunning_final: "cancel".into(),
             jobs_interval_secs: 3600,
         }
     }

@@ -105,6 +105,18 @@ impl Application {
             default_provider: config.default_provider.clone(),
             checkout_ttl: chrono::TimeDelta::hours(i64::from(config.checkout_ttl_hours.max(1))),
             provider_timeout: Duration::from_millis(config.provider_timeout_ms.max(1)),
+            dunning: crate::billing::invoicing::Dunning {
+                retries: config
+                    .dunning_retry_days
+                    .iter()
+                    .map(|d| chrono::TimeDelta::days(i64::from(*d)))
+                    .collect(),
+                final_failure: if config.dunning_final == "unpaid" {
+                    crate::billing::invoicing::FinalFailure::Unpaid
+                } else {
+                    crate::billing::invoicing::FinalFailure::Cancel
+                },
+            },
         };
         let billing = Arc::new(Billing::new(db, clock, settings).await?);
         match &config.admin_token {

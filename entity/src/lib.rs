@@ -20,6 +20,7 @@ pub mod provider_customer;
 pub mod provider_event;
 pub mod setting;
 pub mod subscription;
+pub mod subscription_phase;
 pub mod usage_record;
 
 pub use dec::Dec;

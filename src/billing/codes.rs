@@ -115,6 +115,20 @@ pub enum EventKind {
     PlanChanged,
     SubscriptionExpired,
     LimitReached,
+    PhaseChanged,
+    InvoiceIssued,
+    InvoicePaid,
+    InvoiceUncollectible,
+    SubscriptionPastDue,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InvoiceStatus {
+    Draft,
+    Open,
+    Paid,
+    Void,
+    Uncollectible,
 }
 
 codes!(SubscriptionStatus {
@@ -133,4 +147,11 @@ codes!(EventKind {
     EventKind::PaymentDetailsUpdated => "PAYMENT_DETAILS_UPDATED", EventKind::SubscriptionCanceled => "SUBSCRIPTION_CANCELED",
     EventKind::CancellationScheduled => "CANCELLATION_SCHEDULED", EventKind::PlanChanged => "PLAN_CHANGED",
     EventKind::SubscriptionExpired => "SUBSCRIPTION_EXPIRED", EventKind::LimitReached => "LIMIT_REACHED",
+    EventKind::PhaseChanged => "PHASE_CHANGED", EventKind::InvoiceIssued => "INVOICE_ISSUED",
+    EventKind::InvoicePaid => "INVOICE_PAID", EventKind::InvoiceUncollectible => "INVOICE_UNCOLLECTIBLE",
+    EventKind::SubscriptionPastDue => "SUBSCRIPTION_PAST_DUE",
+});
+codes!(InvoiceStatus {
+    InvoiceStatus::Draft => "DRAFT", InvoiceStatus::Open => "OPEN", InvoiceStatus::Paid => "PAID",
+    InvoiceStatus::Void => "VOID", InvoiceStatus::Uncollectible => "UNCOLLECTIBLE",
 });

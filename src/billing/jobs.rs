@@ -18,6 +18,7 @@ pub struct JobReport {
     pub expired: usize,
     pub reconciled: usize,
     pub canceled: usize,
+    pub invoiced: usize,
 }
 
 impl Billing {
@@ -126,6 +127,7 @@ impl Billing {
             }
             txn.commit().await?;
         }
+        report.invoiced = self.run_invoicing().await?;
         if report != JobReport::default() {
             self.announce_events();
         }

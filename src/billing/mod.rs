@@ -11,6 +11,8 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod idempotency;
+pub mod invoice;
+pub mod invoicing;
 pub mod jobs;
 pub mod limits;
 pub mod money;
@@ -45,6 +47,7 @@ pub struct Billing {
     pub checkout_ttl: chrono::TimeDelta,
     /// How long any one provider call may take.
     pub provider_timeout: std::time::Duration,
+    pub dunning: invoicing::Dunning,
     catalog: RwLock<Arc<Catalog>>,
     reload: Mutex<()>,
     pub(crate) tokens: access::TokenCache,
@@ -58,6 +61,7 @@ pub struct Settings {
     pub default_provider: String,
     pub checkout_ttl: chrono::TimeDelta,
     pub provider_timeout: std::time::Duration,
+    pub dunning: invoicing::Dunning,
 }
 
 impl Billing {
@@ -71,6 +75,7 @@ impl Billing {
             default_provider: settings.default_provider,
             checkout_ttl: settings.checkout_ttl,
             provider_timeout: settings.provider_timeout,
+            dunning: settings.dunning,
             catalog: RwLock::new(Arc::new(catalog)),
             reload: Mutex::new(()),
             tokens: access::TokenCache::default(),

@@ -476,7 +476,7 @@ impl Billing {
     }
 
     /// The customer's reference at a provider, creating (or refreshing) it there.
-    async fn provider_customer_ref(
+    pub(crate) async fn provider_customer_ref(
         &self,
         provider: &dyn PaymentProvider,
         c: &customer::Model,

@@ -106,4 +106,24 @@ pub enum BillingEventKind {
     SubscriptionExpired,
     /// A plan limit is now fully used.
     LimitReached,
+    /// The subscription crossed into its next phase; prices change from that instant.
+    PhaseChanged,
+    InvoiceIssued,
+    InvoicePaid,
+    InvoiceUncollectible,
+    /// A renewal payment failed; retries are scheduled.
+    SubscriptionPastDue,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "codes::InvoiceStatus")]
+pub enum InvoiceStatus {
+    /// Not issued yet (previews).
+    Draft,
+    /// Issued, waiting for payment.
+    Open,
+    Paid,
+    Void,
+    /// Collection gave up.
+    Uncollectible,
 }

@@ -6,6 +6,7 @@ pub mod context;
 pub mod customer;
 pub mod enums;
 pub mod error;
+pub mod invoice;
 pub mod loaders;
 pub mod scalars;
 pub mod subscription;
@@ -19,6 +20,7 @@ pub struct QueryRoot(
     customer::CustomerQuery,
     subscription::SubscriptionQuery,
     usage::UsageQuery,
+    invoice::InvoiceQuery,
     clock::ClockQuery,
 );
 

@@ -7,6 +7,7 @@ mod chaos;
 mod customers;
 mod events;
 mod helpers;
+mod invoices;
 mod limits;
 mod money;
 mod pricing;

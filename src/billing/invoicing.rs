@@ -1,0 +1,754 @@
+//! Invoices: each billing period of a subscription turned into lines and a total (by the
+//! pure `invoice` module), issued by the billing clock at the period's end, collected
+//! through the subscription's provider, and retried on a schedule when payment fails.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use entity::{Dec, event, invoice, invoice_line, subscription, subscription_phase};
+use providers::{ChargeRequest, PaymentOutcome};
+use rust_decimal::Decimal;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::Billing;
+use super::access::Principal;
+use super::catalog::{Catalog, Plan};
+use super::codes::{Code, EventKind, InvoiceStatus, ProductKind, SubscriptionStatus, parse};
+use super::error::{BillingError, BillingResult};
+use super::events::record;
+use super::invoice::{
+    Included, InvoiceDraft, InvoiceInput, Item, LineKind, MeteredProduct, PlanSpan, PlanTerms,
+    UsageRecord, compute_invoice,
+};
+use super::phase::{PhaseKind, billing_period, period_containing, phase_at};
+use super::subscriptions::within;
+
+/// What happens when the last retry fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalFailure {
+    /// The subscription is canceled and the invoice marked uncollectible.
+    Cancel,
+    /// The invoice is marked uncollectible; the subscription stays past due.
+    Unpaid,
+}
+
+#[derive(Clone, Debug)]
+pub struct Dunning {
+    /// Retries after the first failure, as delays from it (e.g. 1, 3 and 5 days).
+    pub retries: Vec<TimeDelta>,
+    pub final_failure: FinalFailure,
+}
+
+impl Default for Dunning {
+    fn default() -> Self {
+        Dunning {
+            retries: vec![TimeDelta::days(1), TimeDelta::days(3), TimeDelta::days(5)],
+            final_failure: FinalFailure::Cancel,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct InvoiceLine {
+    pub kind: LineKind,
+    pub product_id: Uuid,
+    pub phase: PhaseKind,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub quantity: Decimal,
+    pub unit_amount: Decimal,
+    pub amount: Decimal,
+    pub matched: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Invoice {
+    /// None for a preview (not stored).
+    pub id: Option<Uuid>,
+    pub subscription_id: Uuid,
+    pub customer_id: Uuid,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub currency: String,
+    pub total: Decimal,
+    pub status: InvoiceStatus,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub lines: Vec<InvoiceLine>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn lines_of(draft: &InvoiceDraft) -> Vec<InvoiceLine> {
+    draft
+        .lines
+        .iter()
+        .map(|l| InvoiceLine {
+            kind: l.kind,
+            product_id: l.product_id,
+            phase: l.phase,
+            start: l.start,
+            end: l.end,
+            quantity: l.quantity,
+            unit_amount: l.unit_amount,
+            amount: l.amount,
+            matched: l.matched,
+        })
+        .collect()
+}
+
+impl Billing {
+    /// The plans a subscription was on, oldest first, from its PLAN_CHANGED events.
+    async fn plan_history(
+        &self,
+        sub: &subscription::Model,
+        catalog: &Catalog,
+    ) -> BillingResult<Vec<(DateTime<Utc>, Arc<Plan>)>> {
+        let changes = event::Entity::find()
+            .filter(event::Column::SubscriptionId.eq(sub.id))
+            .filter(event::Column::Kind.eq(EventKind::PlanChanged.code()))
+            .order_by_asc(event::Column::Seq)
+            .all(self.db.conn())
+            .await?;
+        let plan = |id: &str| {
+            Uuid::parse_str(id)
+                .ok()
+                .and_then(|id| catalog.plan(id).cloned())
+        };
+        let start = sub.started_at.unwrap_or(sub.created_at);
+        let first = changes
+            .first()
+            .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.data).ok())
+            .and_then(|d| d["from"].as_str().and_then(plan))
+            .or_else(|| catalog.plan(sub.plan_id).cloned())
+            .ok_or_else(|| BillingError::not_found("plan", sub.plan_id))?;
+        let mut history = vec![(start, first)];
+        for e in changes {
+            let data: serde_json::Value = serde_json::from_str(&e.data).unwrap_or_default();
+            if let Some(p) = data["to"].as_str().and_then(plan) {
+                history.push((e.created_at, p));
+            }
+        }
+        Ok(history)
+    }
+
+    /// Computes period `k` of a subscription, charged up to `until` (None: the whole period).
+    async fn compute(
+        &self,
+        sub: &subscription::Model,
+        k: u32,
+        until: Option<DateTime<Utc>>,
+    ) -> BillingResult<(InvoiceDraft, DateTime<Utc>, DateTime<Utc>, String)> {
+        let started = sub.started_at.ok_or_else(|| {
+            BillingError::InvalidState(format!("subscription {} has not started", sub.id))
+        })?;
+        let (period_start, period_end) = billing_period(started, k);
+        let customer = self.customer_model(sub.customer_id).await?;
+        let catalog = self.catalog();
+        let history = self.plan_history(sub, &catalog).await?;
+        let specs: Vec<_> = history.iter().map(|(_, p)| p.phase_specs()).collect();
+        let plans: Vec<PlanSpan<'_>> = history
+            .iter()
+            .zip(&specs)
+            .map(|((from, p), phases)| PlanSpan {
+                from: *from,
+                terms: PlanTerms {
+                    phases,
+                    rules: &p.rules,
+                    tier_mode: p.tier_mode,
+                },
+            })
+            .collect();
+        let priced = |id: Uuid| {
+            history
+                .iter()
+                .any(|(_, p)| p.rules.iter().any(|r| r.product_id == id))
+        };
+        // Default items: every PACKAGE product priced in the plan, quantity 1, with its
+        // (first) package's included amounts.
+        let items: Vec<Item> = catalog
+            .products
+            .iter()
+            .filter(|p| p.kind == ProductKind::Package && priced(p.id))
+            .map(|p| {
+                let included = catalog
+                    .packages_of(p.id)
+                    .iter()
+                    .find(|pkg| pkg.archived_at.is_none())
+                    .map(|pkg| Included {
+                        storage_gb: pkg.included_storage_gb,
+                        bandwidth_gb: pkg.included_bandwidth_gb,
+                        backup_storage_gb: pkg.included_backup_storage_gb,
+                    })
+                    .unwrap_or_default();
+                Item {
+                    product_id: p.id,
+                    quantity: Decimal::ONE,
+                    included,
+                }
+            })
+            .collect();
+        let metered: Vec<MeteredProduct> = catalog
+            .products
+            .iter()
+            .filter(|p| p.kind == ProductKind::MeteredResource && priced(p.id))
+            .map(|p| MeteredProduct {
+                product_id: p.id,
+                resource: p.resource.clone().unwrap_or_default(),
+            })
+            .collect();
+        let usage: Vec<UsageRecord> = self
+            .usage_between(sub.id, period_start, period_end)
+            .await?
+            .into_iter()
+            .map(|u| UsageRecord {
+                product_id: u.product_id,
+                at: u.at,
+                quantity: u.quantity,
+            })
+            .collect();
+        let draft = compute_invoice(&InvoiceInput {
+            period_start,
+            period_end,
+            charge_from: None,
+            charge_until: until,
+            billing_start: customer.billing_start,
+            plans,
+            items: &items,
+            metered: &metered,
+            usage: &usage,
+            currency: &customer.currency,
+            region: customer.region.as_deref(),
+        });
+        Ok((draft, period_start, period_end, customer.currency))
+    }
+
+    /// The invoice so far for the current period (not stored).
+    pub async fn invoice_preview(
+        &self,
+        who: &Principal,
+        subscription_id: Uuid,
+    ) -> BillingResult<Invoice> {
+        let sub = self.subscription(who, subscription_id).await?;
+        let model = subscription::Entity::find_by_id(sub.id)
+            .one(self.db.conn())
+            .await?
+            .ok_or_else(|| BillingError::not_found("subscription", sub.id))?;
+        let now = self.clock.now();
+        let started = model.started_at.ok_or_else(|| {
+            BillingError::InvalidState("the subscription has not started yet".into())
+        })?;
+        let (k, _, _) = period_containing(started, now);
+        let (draft, start, end, currency) = self.compute(&model, k, Some(now)).await?;
+        Ok(Invoice {
+            id: None,
+            subscription_id: sub.id,
+            customer_id: sub.customer_id,
+            period_start: start,
+            period_end: end,
+            currency,
+            total: draft.total,
+            status: InvoiceStatus::Draft,
+            attempts: 0,
+            next_attempt_at: None,
+            lines: lines_of(&draft),
+            created_at: now,
+        })
+    }
+
+    pub async fn invoices(
+        &self,
+        who: &Principal,
+        customer_id: Uuid,
+        first: u64,
+        after: Option<&str>,
+    ) -> BillingResult<(Vec<Invoice>, bool)> {
+        who.require_customer_access(customer_id)?;
+        let mut q = invoice::Entity::find()
+            .filter(invoice::Column::CustomerId.eq(customer_id))
+            .order_by_asc(invoice::Column::PeriodStart)
+            .order_by_asc(invoice::Column::Id)
+            .limit(first + 1);
+        if let Some(a) = after {
+            let id = Uuid::parse_str(a)
+                .map_err(|_| BillingError::invalid("after: not an invoice cursor"))?;
+            let anchor = invoice::Entity::find_by_id(id)
+                .one(self.db.conn())
+                .await?
+                .ok_or_else(|| BillingError::invalid("after: not an invoice cursor"))?;
+            q = q.filter(
+                invoice::Column::PeriodStart.gt(anchor.period_start).or(
+                    invoice::Column::PeriodStart
+                        .eq(anchor.period_start)
+                        .and(invoice::Column::Id.gt(id)),
+                ),
+            );
+        }
+        let rows = q.all(self.db.conn()).await?;
+        let more = rows.len() as u64 > first;
+        let ids: Vec<Uuid> = rows.iter().take(first as usize).map(|r| r.id).collect();
+        let mut lines = invoice_line::Entity::find()
+            .filter(invoice_line::Column::InvoiceId.is_in(ids))
+            .order_by_asc(invoice_line::Column::Position)
+            .all(self.db.conn())
+            .await?;
+        let mut out = Vec::new();
+        for r in rows.into_iter().take(first as usize) {
+            let mine: Vec<invoice_line::Model> =
+                lines.extract_if(.., |l| l.invoice_id == r.id).collect();
+            out.push(stored(r, mine)?);
+        }
+        Ok((out, more))
+    }
+
+    /// The billing clock's invoicing step: phase changes, issuing, collecting.
+    pub async fn run_invoicing(&self) -> BillingResult<usize> {
+        let now = self.clock.now();
+        let live = subscription::Entity::find()
+            .filter(
+                subscription::Column::Status.is_in(
+                    [
+                        SubscriptionStatus::Active,
+                        SubscriptionStatus::Trialing,
+                        SubscriptionStatus::PastDue,
+                    ]
+                    .map(|s| s.code()),
+                ),
+            )
+            .all(self.db.conn())
+            .await?;
+        let mut issued = 0;
+        for sub in live {
+            self.record_phase_changes(&sub).await?;
+            let Some(started) = sub.started_at else {
+                continue;
+            };
+            let (current, _, _) = period_containing(started, now);
+            let done = invoice::Entity::find()
+                .filter(invoice::Column::SubscriptionId.eq(sub.id))
+                .count(self.db.conn())
+                .await? as u32;
+            for k in done..current {
+                if self.issue(&sub, k).await? {
+                    issued += 1;
+                }
+            }
+        }
+        self.collect_due().await?;
+        Ok(issued)
+    }
+
+    /// Records one PHASE_CHANGED per crossing, whichever process gets there first.
+    async fn record_phase_changes(&self, sub: &subscription::Model) -> BillingResult<()> {
+        let Some(plan) = self.catalog().plan(sub.plan_id).cloned() else {
+            return Ok(());
+        };
+        let customer = self.customer_model(sub.customer_id).await?;
+        let specs = plan.phase_specs();
+        let now = self.clock.now();
+        let Some(current) = specs
+            .get(phase_at(&specs, customer.billing_start, now))
+            .map(|s| s.kind)
+        else {
+            return Ok(());
+        };
+        let txn = self.db.write().await?;
+        let known: Vec<PhaseKind> = subscription_phase::Entity::find()
+            .filter(subscription_phase::Column::SubscriptionId.eq(sub.id))
+            .all(&*txn)
+            .await?
+            .iter()
+            .filter_map(|p| parse(&p.phase).ok())
+            .collect();
+        let mut latest = known.iter().max().copied();
+        if latest.is_none() {
+            // The phase the subscription started in: known, but no change to report.
+            let started = sub.started_at.unwrap_or(sub.created_at);
+            if let Some(first) = specs
+                .get(phase_at(&specs, customer.billing_start, started))
+                .map(|s| s.kind)
+            {
+                subscription_phase::Entity::insert(subscription_phase::ActiveModel {
+                    subscription_id: Set(sub.id),
+                    phase: Set(first.code().to_owned()),
+                    entered_at: Set(started),
+                })
+                .on_conflict_do_nothing()
+                .exec(&*txn)
+                .await?;
+                latest = Some(first);
+            }
+        }
+        // Phases only move forward.
+        if latest.is_some_and(|l| l >= current) {
+            txn.commit().await?;
+            return Ok(());
+        }
+        let inserted = subscription_phase::Entity::insert(subscription_phase::ActiveModel {
+            subscription_id: Set(sub.id),
+            phase: Set(current.code().to_owned()),
+            entered_at: Set(now),
+        })
+        .on_conflict_do_nothing()
+        .exec(&*txn)
+        .await?;
+        if matches!(inserted, sea_orm::TryInsertResult::Inserted(_)) && latest.is_some() {
+            record(
+                &*txn,
+                now,
+                sub.customer_id,
+                Some(sub.id),
+                EventKind::PhaseChanged,
+                json!({ "from": latest.map(|l| l.code()), "to": current.code() }),
+            )
+            .await?;
+            txn.commit().await?;
+            self.announce_events();
+        } else {
+            txn.commit().await?;
+        }
+        if sub.status == SubscriptionStatus::Trialing.code() && current != PhaseKind::Trial {
+            subscription::Entity::update_many()
+                .col_expr(
+                    subscription::Column::Status,
+                    Expr::value(SubscriptionStatus::Active.code()),
+                )
+                .filter(subscription::Column::Id.eq(sub.id))
+                .filter(subscription::Column::Status.eq(SubscriptionStatus::Trialing.code()))
+                .exec(self.db.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Issues period `k`'s invoice (once: a unique index guards it).
+    async fn issue(&self, sub: &subscription::Model, k: u32) -> BillingResult<bool> {
+        let (draft, start, end, currency) = self.compute(sub, k, None).await?;
+        let now = self.clock.now();
+        let id = Uuid::now_v7();
+        let status = if draft.total.is_zero() {
+            InvoiceStatus::Paid
+        } else {
+            InvoiceStatus::Open
+        };
+        let txn = self.db.write().await?;
+        let inserted = invoice::Entity::insert(invoice::ActiveModel {
+            id: Set(id),
+            subscription_id: Set(sub.id),
+            customer_id: Set(sub.customer_id),
+            period_index: Set(k as i32),
+            period_start: Set(start),
+            period_end: Set(end),
+            currency: Set(currency.clone()),
+            total: Set(Dec(draft.total)),
+            status: Set(status.code().to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set((status == InvoiceStatus::Open).then_some(now)),
+            payment_ref: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .on_conflict_do_nothing()
+        .exec(&*txn)
+        .await?;
+        if !matches!(inserted, sea_orm::TryInsertResult::Inserted(_)) {
+            return Ok(false);
+        }
+        for (i, l) in draft.lines.iter().enumerate() {
+            invoice_line::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                invoice_id: Set(id),
+                position: Set(i as i32),
+                kind: Set(match l.kind {
+                    LineKind::Recurring => "RECURRING",
+                    LineKind::Metered => "METERED",
+                }
+                .to_owned()),
+                product_id: Set(l.product_id),
+                phase: Set(l.phase.code().to_owned()),
+                start: Set(l.start),
+                end: Set(l.end),
+                quantity: Set(Dec(l.quantity)),
+                unit_amount: Set(Dec(l.unit_amount)),
+                amount: Set(Dec(l.amount)),
+                matched: Set(l.matched),
+            }
+            .insert(&*txn)
+            .await?;
+        }
+        let data = json!({ "invoiceId": id, "total": draft.total.to_string(), "currency": currency, "periodStart": start, "periodEnd": end });
+        record(
+            &*txn,
+            now,
+            sub.customer_id,
+            Some(sub.id),
+            EventKind::InvoiceIssued,
+            data.clone(),
+        )
+        .await?;
+        if status == InvoiceStatus::Paid {
+            record(
+                &*txn,
+                now,
+                sub.customer_id,
+                Some(sub.id),
+                EventKind::InvoicePaid,
+                data,
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        self.announce_events();
+        Ok(true)
+    }
+
+    /// Charges open invoices whose attempt is due; an unknown outcome is asked about
+    /// (never charged again) until it settles.
+    async fn collect_due(&self) -> BillingResult<()> {
+        let now = self.clock.now();
+        let due = invoice::Entity::find()
+            .filter(invoice::Column::Status.eq(InvoiceStatus::Open.code()))
+            .filter(invoice::Column::NextAttemptAt.lte(now))
+            .all(self.db.conn())
+            .await?;
+        for inv in due {
+            let Some(sub) = subscription::Entity::find_by_id(inv.subscription_id)
+                .one(self.db.conn())
+                .await?
+            else {
+                continue;
+            };
+            let Ok(provider) = self.providers.get(&sub.provider) else {
+                continue;
+            };
+            let outcome = match &inv.payment_ref {
+                // A charge was sent and its outcome never arrived: ask, don't charge twice.
+                Some(r) => within(self.provider_timeout, provider.payment_status(r)).await,
+                None => {
+                    let customer = self.customer_model(sub.customer_id).await?;
+                    let customer_ref = self
+                        .provider_customer_ref(provider.as_ref(), &customer)
+                        .await?;
+                    within(
+                        self.provider_timeout,
+                        provider.charge(ChargeRequest {
+                            customer_ref,
+                            amount: inv.total.0,
+                            currency: inv.currency.clone(),
+                            description: format!(
+                                "Invoice {} ({} – {})",
+                                inv.id,
+                                inv.period_start.date_naive(),
+                                inv.period_end.date_naive()
+                            ),
+                            idempotency_key: format!(
+                                "invoice-{}-attempt-{}",
+                                inv.id,
+                                inv.attempts + 1
+                            ),
+                        }),
+                    )
+                    .await
+                }
+            };
+            let outcome = outcome.unwrap_or(PaymentOutcome::Unknown { provider_ref: None });
+            self.settle_invoice(inv, sub, outcome).await?;
+        }
+        Ok(())
+    }
+
+    async fn settle_invoice(
+        &self,
+        inv: invoice::Model,
+        sub: subscription::Model,
+        outcome: PaymentOutcome,
+    ) -> BillingResult<()> {
+        let now = self.clock.now();
+        let data = json!({ "invoiceId": inv.id, "total": inv.total.0.to_string(), "currency": inv.currency });
+        let txn = self.db.write().await?;
+        let mut am = invoice::ActiveModel {
+            id: Set(inv.id),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        let mut sub_status: Option<SubscriptionStatus> = None;
+        let current: SubscriptionStatus = parse(&sub.status)?;
+        match outcome {
+            PaymentOutcome::Succeeded { provider_ref } => {
+                am.status = Set(InvoiceStatus::Paid.code().to_owned());
+                am.payment_ref = Set(Some(provider_ref));
+                am.next_attempt_at = Set(None);
+                record(
+                    &*txn,
+                    now,
+                    sub.customer_id,
+                    Some(sub.id),
+                    EventKind::PaymentSucceeded,
+                    data.clone(),
+                )
+                .await?;
+                record(
+                    &*txn,
+                    now,
+                    sub.customer_id,
+                    Some(sub.id),
+                    EventKind::InvoicePaid,
+                    data.clone(),
+                )
+                .await?;
+                if current == SubscriptionStatus::PastDue {
+                    sub_status = Some(SubscriptionStatus::Active);
+                    record(
+                        &*txn,
+                        now,
+                        sub.customer_id,
+                        Some(sub.id),
+                        EventKind::SubscriptionActivated,
+                        json!({ "status": "ACTIVE" }),
+                    )
+                    .await?;
+                }
+            }
+            PaymentOutcome::Pending { provider_ref } => {
+                am.payment_ref = Set(Some(provider_ref));
+                am.next_attempt_at = Set(Some(now + TimeDelta::hours(1)));
+                if inv.payment_ref.is_none() {
+                    record(
+                        &*txn,
+                        now,
+                        sub.customer_id,
+                        Some(sub.id),
+                        EventKind::PaymentPending,
+                        data.clone(),
+                    )
+                    .await?;
+                }
+            }
+            PaymentOutcome::Unknown { provider_ref } => {
+                am.payment_ref = Set(provider_ref
+                    .or(inv.payment_ref.clone())
+                    .or(Some(format!("unknown-attempt-{}", inv.attempts + 1))));
+                am.next_attempt_at = Set(Some(now + TimeDelta::minutes(10)));
+            }
+            PaymentOutcome::Failed { reason, .. } => {
+                let attempts = inv.attempts + 1;
+                am.attempts = Set(attempts);
+                am.payment_ref = Set(None);
+                let mut failed = data.clone();
+                failed["reason"] = json!(reason);
+                failed["attempt"] = json!(attempts);
+                record(
+                    &*txn,
+                    now,
+                    sub.customer_id,
+                    Some(sub.id),
+                    EventKind::PaymentFailed,
+                    failed,
+                )
+                .await?;
+                match self.dunning.retries.get(attempts as usize - 1) {
+                    Some(delay) => {
+                        // Counted from the first attempt (the invoice's issue), not from each failure.
+                        am.next_attempt_at = Set(Some(Ord::max(inv.created_at + *delay, now)));
+                        if current != SubscriptionStatus::PastDue {
+                            sub_status = Some(SubscriptionStatus::PastDue);
+                            record(
+                                &*txn,
+                                now,
+                                sub.customer_id,
+                                Some(sub.id),
+                                EventKind::SubscriptionPastDue,
+                                data.clone(),
+                            )
+                            .await?;
+                        }
+                    }
+                    None => {
+                        am.status = Set(InvoiceStatus::Uncollectible.code().to_owned());
+                        am.next_attempt_at = Set(None);
+                        record(
+                            &*txn,
+                            now,
+                            sub.customer_id,
+                            Some(sub.id),
+                            EventKind::InvoiceUncollectible,
+                            data.clone(),
+                        )
+                        .await?;
+                        if self.dunning.final_failure == FinalFailure::Cancel {
+                            sub_status = Some(SubscriptionStatus::Canceled);
+                            record(
+                                &*txn,
+                                now,
+                                sub.customer_id,
+                                Some(sub.id),
+                                EventKind::SubscriptionCanceled,
+                                json!({ "reason": "payment failed" }),
+                            )
+                            .await?;
+                        } else if current != SubscriptionStatus::PastDue {
+                            sub_status = Some(SubscriptionStatus::PastDue);
+                        }
+                    }
+                }
+            }
+        }
+        am.update(&*txn).await?;
+        if let Some(s) = sub_status {
+            let mut sam = subscription::ActiveModel {
+                id: Set(sub.id),
+                status: Set(s.code().to_owned()),
+                updated_at: Set(now),
+                ..Default::default()
+            };
+            if s == SubscriptionStatus::Canceled {
+                sam.canceled_at = Set(Some(now));
+            }
+            sam.update(&*txn).await?;
+        }
+        txn.commit().await?;
+        self.announce_events();
+        Ok(())
+    }
+}
+
+fn stored(r: invoice::Model, lines: Vec<invoice_line::Model>) -> BillingResult<Invoice> {
+    Ok(Invoice {
+        id: Some(r.id),
+        subscription_id: r.subscription_id,
+        customer_id: r.customer_id,
+        period_start: r.period_start,
+        period_end: r.period_end,
+        currency: r.currency,
+        total: r.total.0,
+        status: parse(&r.status)?,
+        attempts: r.attempts,
+        next_attempt_at: r.next_attempt_at,
+        lines: lines
+            .into_iter()
+            .map(|l| {
+                Ok(InvoiceLine {
+                    kind: if l.kind == "METERED" {
+                        LineKind::Metered
+                    } else {
+                        LineKind::Recurring
+                    },
+                    product_id: l.product_id,
+                    phase: parse(&l.phase)?,
+                    start: l.start,
+                    end: l.end,
+                    quantity: l.quantity.0,
+                    unit_amount: l.unit_amount.0,
+                    amount: l.amount.0,
+                    matched: l.matched,
+                })
+            })
+            .collect::<BillingResult<_>>()?,
+        created_at: r.created_at,
+    })
+}

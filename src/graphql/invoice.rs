@@ -1,0 +1,145 @@
+//! Invoices and the invoice preview.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::context::ContextExt;
+use super::enums::{InvoiceStatus, PhaseKind};
+use super::error::{GqlResult, uuid};
+use super::scalars::Decimal;
+use crate::billing::invoice::LineKind;
+use crate::billing::invoicing::{Invoice as InvoiceModel, InvoiceLine as LineModel};
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "LineKind")]
+pub enum InvoiceLineKind {
+    /// A package item's price over a slice of the period.
+    Recurring,
+    /// Usage beyond the included amounts, over a slice of the period.
+    Metered,
+}
+
+#[derive(SimpleObject)]
+pub struct InvoiceLine {
+    pub kind: InvoiceLineKind,
+    pub product_id: ID,
+    /// The phase in force during the slice.
+    pub phase: PhaseKind,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub quantity: Decimal,
+    pub unit_amount: Decimal,
+    /// Rounded to the currency's minor units, half away from zero.
+    pub amount: Decimal,
+    /// False when (part of) the quantity found no price and was charged zero.
+    pub matched: bool,
+}
+
+impl From<LineModel> for InvoiceLine {
+    fn from(l: LineModel) -> Self {
+        InvoiceLine {
+            kind: l.kind.into(),
+            product_id: ID(l.product_id.to_string()),
+            phase: l.phase.into(),
+            start: l.start,
+            end: l.end,
+            quantity: l.quantity.into(),
+            unit_amount: l.unit_amount.into(),
+            amount: l.amount.into(),
+            matched: l.matched,
+        }
+    }
+}
+
+pub struct Invoice(pub InvoiceModel);
+
+#[Object]
+impl Invoice {
+    /// None for a preview.
+    async fn id(&self) -> Option<ID> {
+        self.0.id.map(|i| ID(i.to_string()))
+    }
+    async fn subscription_id(&self) -> ID {
+        ID(self.0.subscription_id.to_string())
+    }
+    async fn customer_id(&self) -> ID {
+        ID(self.0.customer_id.to_string())
+    }
+    async fn period_start(&self) -> DateTime<Utc> {
+        self.0.period_start
+    }
+    async fn period_end(&self) -> DateTime<Utc> {
+        self.0.period_end
+    }
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    /// The sum of the rounded lines.
+    async fn total(&self) -> Decimal {
+        self.0.total.into()
+    }
+    async fn status(&self) -> InvoiceStatus {
+        self.0.status.into()
+    }
+    /// Failed collection attempts so far.
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+    async fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+        self.0.next_attempt_at
+    }
+    async fn lines(&self) -> Vec<InvoiceLine> {
+        self.0.lines.iter().cloned().map(Into::into).collect()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(Default)]
+pub struct InvoiceQuery;
+
+#[Object]
+impl InvoiceQuery {
+    /// A customer's invoices, oldest period first.
+    async fn invoices(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Invoice, EmptyFields, EmptyFields>> {
+        let first = u64::try_from(first.unwrap_or(20).clamp(1, 100)).unwrap_or(20);
+        let (invoices, more) = ctx
+            .billing()?
+            .invoices(
+                &ctx.principal(),
+                uuid("customerId", &customer_id)?,
+                first,
+                after.as_deref(),
+            )
+            .await
+            .gql()?;
+        let mut conn = Connection::new(after.is_some(), more);
+        conn.edges.extend(invoices.into_iter().map(|i| {
+            let cursor = i.id.map(|id| id.to_string()).unwrap_or_default();
+            Edge::new(cursor, Invoice(i))
+        }));
+        Ok(conn)
+    }
+
+    /// The invoice so far for the subscription's current period (not stored).
+    async fn invoice_preview(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: ID,
+    ) -> async_graphql::Result<Invoice> {
+        let i = ctx
+            .billing()?
+            .invoice_preview(&ctx.principal(), uuid("subscriptionId", &subscription_id)?)
+            .await
+            .gql()?;
+        Ok(Invoice(i))
+    }
+}
