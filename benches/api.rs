@@ -48,6 +48,9 @@ const QUOTE_QUERY: &str = "query($plan: ID!, $product: ID!){ quote(input:{planId
      productId:$product, currency:\"USD\", region:\"us-east\", quantity:\"42\"}) \
      { matched unitAmount amount phase } }";
 
+/// id, external_id, name, email, currency
+type CustomerRow = (Uuid, String, String, String, String);
+
 fn main() -> AnyResult<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -223,16 +226,7 @@ async fn sql_statements(client: &reqwest::Client, base: &str) -> AnyResult<u64> 
 
 /// A field of /proc/<pid>/status, in KiB.
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        l.strip_prefix(field)?
-            .strip_prefix(':')?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    })
+    proc_status_file_kib(&format!("/proc/{pid}/status"), field)
 }
 
 /// Resets the process's peak RSS (Linux ≥ 4.0), so that VmHWM covers one workload only.
@@ -427,7 +421,7 @@ async fn raw_customer(State(pool): State<SqlitePool>, UrlPath(id): UrlPath<Strin
     let Ok(id) = Uuid::parse_str(&id) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let row: Result<Option<(Uuid, String, String, String, String)>, _> = sea_orm::sqlx::query_as(
+    let row: Result<Option<CustomerRow>, _> = sea_orm::sqlx::query_as(
         "SELECT id, external_id, name, email, currency FROM customer WHERE id = ?",
     )
     .bind(id)
@@ -569,6 +563,7 @@ struct Run {
     errors: u64,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    body_bytes: u64,
 }
 
 async fn drive(client: &reqwest::Client, make: &Arc<MakeRequest>, duration: Duration) -> Run {
@@ -581,6 +576,7 @@ async fn drive(client: &reqwest::Client, make: &Arc<MakeRequest>, duration: Dura
             let mut rng = Rng::new(t as u64 + 1);
             let mut latencies = Vec::with_capacity(1 << 14);
             let mut errors = 0u64;
+            let mut bytes = 0u64;
             loop {
                 let sent = Instant::now();
                 if sent >= end {
@@ -588,7 +584,10 @@ async fn drive(client: &reqwest::Client, make: &Arc<MakeRequest>, duration: Dura
                 }
                 let ok = match make(&client, &mut rng).send().await {
                     Ok(r) if r.status() == reqwest::StatusCode::OK => match r.bytes().await {
-                        Ok(b) => good_body(&b),
+                        Ok(b) => {
+                            bytes += b.len() as u64;
+                            good_body(&b)
+                        }
                         Err(_) => false,
                     },
                     Ok(_) | Err(_) => false,
@@ -599,15 +598,17 @@ async fn drive(client: &reqwest::Client, make: &Arc<MakeRequest>, duration: Dura
                     errors += 1;
                 }
             }
-            (latencies, errors)
+            (latencies, errors, bytes)
         }));
     }
     let mut latencies_us = Vec::new();
     let mut errors = 0;
+    let mut body_bytes = 0;
     for t in tasks {
-        if let Ok((l, e)) = t.await {
+        if let Ok((l, e, b)) = t.await {
             latencies_us.extend(l);
             errors += e;
+            body_bytes += b;
         } else {
             errors += 1;
         }
@@ -619,6 +620,7 @@ async fn drive(client: &reqwest::Client, make: &Arc<MakeRequest>, duration: Dura
         errors,
         elapsed,
         latencies_us,
+        body_bytes,
     }
 }
 
@@ -639,6 +641,9 @@ struct Row {
     errors: u64,
     statements: Option<u64>,
     peak_rss_kib: Option<u64>,
+    /// False when the peak could not be reset before the workload (peak since start-up).
+    rss_reset: bool,
+    mean_body_bytes: f64,
 }
 
 struct Workload<'a> {
@@ -654,9 +659,7 @@ async fn measure(client: &reqwest::Client, w: Workload<'_>, duration: Duration) 
     if warm.errors > 0 {
         eprintln!("{}: {} errors during warm-up", w.name, warm.errors);
     }
-    if let Some(s) = w.server {
-        reset_peak_rss(s.pid());
-    }
+    let rss_reset = w.server.is_some_and(|s| reset_peak_rss(s.pid()));
     let before = match w.server {
         Some(s) => Some(sql_statements(client, &s.base).await?),
         None => None,
@@ -679,6 +682,8 @@ async fn measure(client: &reqwest::Client, w: Workload<'_>, duration: Duration) 
         errors: run.errors,
         statements,
         peak_rss_kib,
+        rss_reset,
+        mean_body_bytes: run.body_bytes as f64 / run.requests.max(1) as f64,
     })
 }
 
@@ -899,32 +904,81 @@ async fn run() -> AnyResult<()> {
     Ok(())
 }
 
+/// CPU model, logical CPUs and memory, from /proc.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim())
+        })
+        .unwrap_or("unknown CPU");
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib =
+        proc_status_file_kib("/proc/meminfo", "MemTotal").unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    format!("{model}, {cpus} logical CPUs, {mem_gib:.1} GiB RAM")
+}
+
+fn proc_status_file_kib(file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(field)?
+            .strip_prefix(':')?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 fn print_report(rows: &[Row], seconds: u64, customers: usize) {
     println!();
+    println!("machine: {}", machine());
     println!(
         "{CONCURRENCY} connections, {seconds} s per workload after a {} s warm-up, {customers} customers",
         WARM_UP.as_secs()
     );
     println!();
     println!(
-        "| workload | requests/s | p50 ms | p99 ms | requests | errors | SQL statements | SQL/request | server peak RSS MiB |"
+        "| workload | requests/s | p50 ms | p99 ms | requests | errors | KiB/response | SQL statements | SQL/request | server peak RSS MiB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut peak_not_reset = false;
     for r in rows {
         let (stmts, per_request) = match r.statements {
             Some(s) => (
                 s.to_string(),
-                format!("{:.3}", s as f64 / r.requests.max(1) as f64),
+                format!("{:.4}", s as f64 / r.requests.max(1) as f64),
             ),
             None => ("—".to_owned(), "1 (by construction)".to_owned()),
         };
-        let rss = r
-            .peak_rss_kib
-            .map_or("—".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
+        let rss = match r.peak_rss_kib {
+            Some(k) if r.rss_reset => format!("{:.1}", k as f64 / 1024.0),
+            Some(k) => {
+                peak_not_reset = true;
+                format!("{:.1}*", k as f64 / 1024.0)
+            }
+            None => "—".to_owned(),
+        };
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
-            r.name, r.rps, r.p50_ms, r.p99_ms, r.requests, r.errors, stmts, per_request, rss
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.2} | {} | {} | {} |",
+            r.name,
+            r.rps,
+            r.p50_ms,
+            r.p99_ms,
+            r.requests,
+            r.errors,
+            r.mean_body_bytes / 1024.0,
+            stmts,
+            per_request,
+            rss
         );
+    }
+    if peak_not_reset {
+        println!("\n* peak since server start-up (resetting VmHWM was refused)");
     }
     let graphql = rows.iter().find(|r| r.name == "customer by id (GraphQL)");
     let raw = rows
