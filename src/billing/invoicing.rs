@@ -65,6 +65,23 @@ pub struct InvoiceLine {
     pub unit_amount: Decimal,
     pub amount: Decimal,
     pub matched: bool,
+    /// Metered lines: the usage recorded in the slice and the part of it included.
+    pub usage: Decimal,
+    pub included: Decimal,
+}
+
+/// One metered product's usage in the current period so far.
+#[derive(Clone, Debug)]
+pub struct UsageSummary {
+    pub product_id: Uuid,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub usage: Decimal,
+    pub included: Decimal,
+    pub overage: Decimal,
+    /// What the overage costs so far (sum of the rounded metered lines).
+    pub amount: Decimal,
+    pub currency: String,
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +115,8 @@ fn lines_of(draft: &InvoiceDraft) -> Vec<InvoiceLine> {
             unit_amount: l.unit_amount,
             amount: l.amount,
             matched: l.matched,
+            usage: l.usage,
+            included: l.included,
         })
         .collect()
 }
@@ -259,6 +278,41 @@ impl Billing {
             lines: lines_of(&draft),
             created_at: now,
         })
+    }
+
+    /// Per metered product: usage in the current period so far, the included amount used,
+    /// the overage and its price so far.
+    pub async fn usage_summary(
+        &self,
+        who: &Principal,
+        subscription_id: Uuid,
+    ) -> BillingResult<Vec<UsageSummary>> {
+        let preview = self.invoice_preview(who, subscription_id).await?;
+        let mut out: Vec<UsageSummary> = Vec::new();
+        for l in preview.lines.iter().filter(|l| l.kind == LineKind::Metered) {
+            let at = match out.iter().position(|u| u.product_id == l.product_id) {
+                Some(i) => i,
+                None => {
+                    out.push(UsageSummary {
+                        product_id: l.product_id,
+                        period_start: preview.period_start,
+                        period_end: preview.period_end,
+                        usage: Decimal::ZERO,
+                        included: Decimal::ZERO,
+                        overage: Decimal::ZERO,
+                        amount: Decimal::ZERO,
+                        currency: preview.currency.clone(),
+                    });
+                    out.len() - 1
+                }
+            };
+            let entry = &mut out[at];
+            entry.usage += l.usage;
+            entry.included += l.included;
+            entry.overage += l.quantity;
+            entry.amount += l.amount;
+        }
+        Ok(out)
     }
 
     pub async fn invoices(
@@ -746,6 +800,8 @@ fn stored(r: invoice::Model, lines: Vec<invoice_line::Model>) -> BillingResult<I
                     unit_amount: l.unit_amount.0,
                     amount: l.amount.0,
                     matched: l.matched,
+                    usage: Decimal::ZERO,
+                    included: Decimal::ZERO,
                 })
             })
             .collect::<BillingResult<_>>()?,

@@ -97,6 +97,21 @@ impl Invoice {
     }
 }
 
+/// A metered product's usage in the current billing period so far.
+#[derive(SimpleObject)]
+pub struct UsageSummary {
+    pub product_id: ID,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub usage: Decimal,
+    /// The part of the usage covered by the package's included amount.
+    pub included: Decimal,
+    pub overage: Decimal,
+    /// What the overage costs so far, in `currency`.
+    pub amount: Decimal,
+    pub currency: String,
+}
+
 #[derive(Default)]
 pub struct InvoiceQuery;
 
@@ -127,6 +142,32 @@ impl InvoiceQuery {
             Edge::new(cursor, Invoice(i))
         }));
         Ok(conn)
+    }
+
+    /// Usage, included amounts, overage and its price so far, per metered product.
+    async fn usage_summary(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: ID,
+    ) -> async_graphql::Result<Vec<UsageSummary>> {
+        let rows = ctx
+            .billing()?
+            .usage_summary(&ctx.principal(), uuid("subscriptionId", &subscription_id)?)
+            .await
+            .gql()?;
+        Ok(rows
+            .into_iter()
+            .map(|u| UsageSummary {
+                product_id: ID(u.product_id.to_string()),
+                period_start: u.period_start,
+                period_end: u.period_end,
+                usage: u.usage.into(),
+                included: u.included.into(),
+                overage: u.overage.into(),
+                amount: u.amount.into(),
+                currency: u.currency,
+            })
+            .collect())
     }
 
     /// The invoice so far for the subscription's current period (not stored).

@@ -202,3 +202,56 @@ async fn events_cross_replicas_on_postgres() {
         started.elapsed()
     );
 }
+
+/// Two processes run their billing clocks against one PostgreSQL database: a phase
+/// crossing is recorded once.
+#[tokio::test]
+async fn two_clocks_record_one_phase_change_on_postgres() {
+    let app = TestApp::spawn().await;
+    let Some(replica) = app.replica().await else {
+        eprintln!(
+            "two_clocks_record_one_phase_change_on_postgres: needs PostgreSQL; skipped on SQLite"
+        );
+        return;
+    };
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    let plan = app
+        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
+        .await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let start = app.billing.clock.now();
+    let out = subscribe(&app, &token, &customer, &plan).await;
+    pay(
+        &app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    let to = (start + chrono::TimeDelta::days(15)).to_rfc3339();
+    let client = reqwest::Client::new();
+    let advance = |base: String| {
+        let (client, to) = (client.clone(), to.clone());
+        async move {
+            client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({ "query": "mutation($t: DateTime!) { advanceClock(to: $t) }", "variables": { "t": to } }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let (a, b) = tokio::join!(advance(app.base.clone()), advance(replica.base.clone()));
+    assert!(a.is_success() && b.is_success());
+    // And once more each, as later ticks would.
+    let (a, b) = tokio::join!(advance(app.base.clone()), advance(replica.base.clone()));
+    assert!(a.is_success() && b.is_success());
+    let kinds = crate::subscriptions::event_kinds(&app, &customer).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "PHASE_CHANGED").count(),
+        1,
+        "{kinds:?}"
+    );
+}

@@ -188,3 +188,56 @@ async fn usage_is_recorded_once_per_key_and_counters_become_rises() {
         .await
         .expect_code("BAD_USER_INPUT");
 }
+
+#[tokio::test]
+async fn the_usage_summary_shows_included_amounts_and_overage_so_far() {
+    let app = TestApp::spawn().await;
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    app.admin(
+        r#"mutation($p: ID!) { createPackage(input: { productId: $p, name: "Small", cpu: "1", memoryMb: 1024, includedBandwidthGb: "100" }) { id } }"#,
+        json!({ "p": container }),
+    )
+    .await
+    .ok();
+    let bandwidth = app
+        .create_product("Bandwidth", "METERED_RESOURCE", Some("bandwidth"))
+        .await;
+    let plan = app
+        .create_plan(json!({ "name": "Metered", "phases": [{ "kind": "FINAL", "prices": [
+            { "productId": container, "currency": "USD", "unitAmount": "0", "interval": "MONTH" },
+            { "productId": bandwidth, "currency": "USD", "unitAmount": "0.05", "interval": "UNIT" } ] }] }))
+        .await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let sub = subscribe(&app, &token, &customer, &plan).await;
+    crate::subscriptions::pay(
+        &app,
+        sub["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    let sub = sub["subscription"]["id"].as_str().unwrap().to_owned();
+    for gb in ["60", "90"] {
+        app.gql_as(
+            Some(&token),
+            "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { id } }",
+            json!({ "i": { "subscriptionId": sub, "productId": bandwidth, "quantity": gb } }),
+        )
+        .await
+        .ok();
+    }
+    let later = (app.billing.clock.now() + chrono::TimeDelta::hours(1)).to_rfc3339();
+    app.admin(
+        "mutation($t: DateTime!) { advanceClock(to: $t) }",
+        json!({ "t": later }),
+    )
+    .await
+    .ok();
+    let res = app
+        .gql_as(Some(&token), "query($s: ID!) { usageSummary(subscriptionId: $s) { productId usage included overage amount currency } }", json!({ "s": sub }))
+        .await;
+    assert_eq!(
+        res.ok()["usageSummary"],
+        json!([{ "productId": bandwidth, "usage": "150", "included": "100", "overage": "50", "amount": "2.50", "currency": "USD" }])
+    );
+}
