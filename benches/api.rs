@@ -31,6 +31,8 @@ use uuid::Uuid;
 type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const CONCURRENCY: usize = 32;
+/// The baseline server's runtime threads, told apart by name to count their CPU time.
+const RAW_THREAD_NAME: &str = "raw-baseline";
 const SEED_CONCURRENCY: usize = 16;
 const SEED_BATCH: usize = 10;
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -227,6 +229,50 @@ async fn sql_statements(client: &reqwest::Client, base: &str) -> AnyResult<u64> 
 /// A field of /proc/<pid>/status, in KiB.
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     proc_status_file_kib(&format!("/proc/{pid}/status"), field)
+}
+
+/// CPU time (user + system) the process has used so far.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    stat_cpu_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// utime + stime of a /proc stat line.
+fn stat_cpu_time(stat: &str) -> Option<Duration> {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_second() as f64,
+    ))
+}
+
+/// CPU time of this process's baseline-server threads: its runtime's and sqlx's.
+fn raw_server_cpu_time() -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.starts_with(RAW_THREAD_NAME) || comm.starts_with("sqlx-sqlite") {
+            let stat = task.path().join("stat");
+            total += stat_cpu_time(&std::fs::read_to_string(stat).ok()?)?;
+        }
+    }
+    Some(total)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
 }
 
 /// Resets the process's peak RSS (Linux ≥ 4.0), so that VmHWM covers one workload only.
@@ -470,48 +516,51 @@ fn start_raw_server(db_file: &Path) -> AnyResult<RawServer> {
         .read_only(true);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let thread = std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
-                return;
-            }
-        };
-        rt.block_on(async move {
-            let pool = match SqlitePoolOptions::new()
-                .max_connections(16)
-                .connect_with(options)
-                .await
+    let thread = std::thread::Builder::new()
+        .name(RAW_THREAD_NAME.to_owned())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .thread_name(RAW_THREAD_NAME)
+                .enable_all()
+                .build()
             {
-                Ok(p) => p,
+                Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e.to_string()));
                     return;
                 }
             };
-            let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return;
+            rt.block_on(async move {
+                let pool = match SqlitePoolOptions::new()
+                    .max_connections(16)
+                    .connect_with(options)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let app = axum::Router::new()
+                    .route("/customer/{id}", get(raw_customer))
+                    .with_state(pool.clone());
+                let _ = ready_tx.send(Ok(()));
+                tokio::select! {
+                    _ = axum::serve(listener, app).into_future() => {},
+                    _ = stopped => {},
                 }
-            };
-            let app = axum::Router::new()
-                .route("/customer/{id}", get(raw_customer))
-                .with_state(pool.clone());
-            let _ = ready_tx.send(Ok(()));
-            tokio::select! {
-                _ = axum::serve(listener, app).into_future() => {},
-                _ = stopped => {},
-            }
-            pool.close().await;
-        });
-        rt.shutdown_timeout(Duration::from_secs(1));
-    });
+                pool.close().await;
+            });
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(RawServer {
             addr,
@@ -644,6 +693,8 @@ struct Row {
     /// False when the peak could not be reset before the workload (peak since start-up).
     rss_reset: bool,
     mean_body_bytes: f64,
+    /// The server's CPU time per request (user + system), in microseconds.
+    server_cpu_us: Option<f64>,
 }
 
 struct Workload<'a> {
@@ -664,8 +715,14 @@ async fn measure(client: &reqwest::Client, w: Workload<'_>, duration: Duration) 
         Some(s) => Some(sql_statements(client, &s.base).await?),
         None => None,
     };
+    let server_cpu = || match w.server {
+        Some(s) => cpu_time(s.pid()),
+        None => raw_server_cpu_time(),
+    };
+    let cpu_before = server_cpu();
     eprintln!("{}: measuring {} s", w.name, duration.as_secs_f64());
     let run = drive(client, &w.make, duration).await;
+    let cpu_after = server_cpu();
     let (statements, peak_rss_kib) = match w.server {
         Some(s) => {
             let after = sql_statements(client, &s.base).await?;
@@ -684,6 +741,9 @@ async fn measure(client: &reqwest::Client, w: Workload<'_>, duration: Duration) 
         peak_rss_kib,
         rss_reset,
         mean_body_bytes: run.body_bytes as f64 / run.requests.max(1) as f64,
+        server_cpu_us: cpu_before
+            .zip(cpu_after)
+            .map(|(b, a)| a.saturating_sub(b).as_secs_f64() * 1e6 / run.requests.max(1) as f64),
     })
 }
 
@@ -943,9 +1003,9 @@ fn print_report(rows: &[Row], seconds: u64, customers: usize) {
     );
     println!();
     println!(
-        "| workload | requests/s | p50 ms | p99 ms | requests | errors | KiB/response | SQL statements | SQL/request | server peak RSS MiB |"
+        "| workload | requests/s | p50 ms | p99 ms | requests | errors | KiB/response | SQL statements | SQL/request | server CPU µs/request | server peak RSS MiB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut peak_not_reset = false;
     for r in rows {
         let (stmts, per_request) = match r.statements {
@@ -964,7 +1024,7 @@ fn print_report(rows: &[Row], seconds: u64, customers: usize) {
             None => "—".to_owned(),
         };
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.2} | {} | {} | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.2} | {} | {} | {} | {} |",
             r.name,
             r.rps,
             r.p50_ms,
@@ -974,6 +1034,8 @@ fn print_report(rows: &[Row], seconds: u64, customers: usize) {
             r.mean_body_bytes / 1024.0,
             stmts,
             per_request,
+            r.server_cpu_us
+                .map_or("—".to_owned(), |c| format!("{c:.0}")),
             rss
         );
     }

@@ -360,6 +360,44 @@ impl Billing {
         Ok((out, more))
     }
 
+    /// Admin: voids an open invoice (it will not be collected).
+    pub async fn void_invoice(&self, who: &Principal, id: Uuid) -> BillingResult<Invoice> {
+        who.require_admin()?;
+        let now = self.clock.now();
+        let txn = self.db.write().await?;
+        let moved = invoice::Entity::update_many()
+            .col_expr(
+                invoice::Column::Status,
+                Expr::value(InvoiceStatus::Void.code()),
+            )
+            .col_expr(
+                invoice::Column::NextAttemptAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(invoice::Column::UpdatedAt, Expr::value(now))
+            .filter(invoice::Column::Id.eq(id))
+            .filter(invoice::Column::Status.eq(InvoiceStatus::Open.code()))
+            .exec(&*txn)
+            .await?;
+        let row = invoice::Entity::find_by_id(id)
+            .one(&*txn)
+            .await?
+            .ok_or_else(|| BillingError::not_found("invoice", id))?;
+        if moved.rows_affected == 0 {
+            return Err(BillingError::InvalidState(format!(
+                "invoice {id} is {} and cannot be voided",
+                row.status
+            )));
+        }
+        txn.commit().await?;
+        let lines = invoice_line::Entity::find()
+            .filter(invoice_line::Column::InvoiceId.eq(id))
+            .order_by_asc(invoice_line::Column::Position)
+            .all(self.db.conn())
+            .await?;
+        stored(row, lines)
+    }
+
     /// The billing clock's invoicing step: phase changes, issuing, collecting.
     pub async fn run_invoicing(&self) -> BillingResult<usize> {
         let now = self.clock.now();

@@ -184,3 +184,19 @@ impl InvoiceQuery {
         Ok(Invoice(i))
     }
 }
+
+#[derive(Default)]
+pub struct InvoiceMutation;
+
+#[Object]
+impl InvoiceMutation {
+    /// Admin: voids an open invoice; it is not collected.
+    async fn void_invoice(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Invoice> {
+        let i = ctx
+            .billing()?
+            .void_invoice(&ctx.principal(), uuid("id", &id)?)
+            .await
+            .gql()?;
+        Ok(Invoice(i))
+    }
+}

@@ -30,6 +30,7 @@ pub struct MutationRoot(
     customer::CustomerMutation,
     subscription::SubscriptionMutation,
     usage::UsageMutation,
+    invoice::InvoiceMutation,
     clock::ClockMutation,
 );
 

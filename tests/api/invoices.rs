@@ -251,5 +251,13 @@ async fn a_successful_retry_returns_the_subscription_to_active() {
         )
         .await;
     assert_eq!(res.ok()["subscription"]["status"], "ACTIVE");
-    assert_eq!(invoices(&app, &customer).await[0]["status"], "PAID");
+    let inv = invoices(&app, &customer).await[0].clone();
+    assert_eq!(inv["status"], "PAID");
+    let refused = app
+        .admin(
+            "mutation($i: ID!) { voidInvoice(id: $i) { status } }",
+            json!({ "i": inv["id"] }),
+        )
+        .await;
+    refused.expect_code("INVALID_STATE");
 }
