@@ -163,19 +163,41 @@ async fn customers_are_paged_and_searched() {
     bad.expect_code("BAD_USER_INPUT");
 }
 
+/// Customers → subscriptions → customer → subscriptions: a constant number of statements
+/// however many customers the page holds (DataLoaders batch each level).
 #[tokio::test]
-async fn several_customers_in_one_request_are_loaded_with_one_statement() {
+async fn nested_customer_data_costs_constant_statements() {
     let app = TestApp::spawn().await;
-    let ids: Vec<String> = [0, 1, 2, 3].iter().map(|i| format!("c{i}")).collect();
-    let mut created = Vec::new();
-    for e in &ids {
-        created.push(app.create_customer(e).await);
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    let plan = app
+        .create_plan(json!({ "name": "Free", "phases": [{ "kind": "FINAL", "prices": [
+            { "productId": container, "currency": "USD", "unitAmount": "0", "interval": "MONTH" } ] }] }))
+        .await;
+    let query = "{ customers(first: 50) { edges { node { name subscriptions { status checkout { status } customer { externalId subscriptions { id } } } } } } }";
+    let mut counts = Vec::new();
+    for batch in [2, 4] {
+        for i in 0..batch {
+            let id = app.create_customer(&format!("c{batch}-{i}")).await;
+            app.admin(
+                "mutation($i: CreateSubscriptionInput!) { createSubscription(input: $i) { subscription { id } } }",
+                json!({ "i": { "customerId": id, "planId": plan, "successUrl": "https://a.example/ok", "cancelUrl": "https://a.example/no" } }),
+            )
+            .await
+            .ok();
+        }
+        app.admin(query, json!({})).await.ok();
+        let before = app.statements().await;
+        let res = app.admin(query, json!({})).await;
+        counts.push(app.statements().await - before);
+        let edges = res.ok()["customers"]["edges"].as_array().unwrap().clone();
+        assert!(edges.iter().all(|e| {
+            e["node"]["subscriptions"][0]["customer"]["subscriptions"][0]["id"].is_string()
+        }));
     }
-    let query = "query($a: ID!, $b: ID!, $c: ID!, $d: ID!) { a: customer(id: $a) { name } b: customer(id: $b) { name } c: customer(id: $c) { name } d: customer(id: $d) { name } }";
-    let vars = json!({ "a": created[0], "b": created[1], "c": created[2], "d": created[3] });
-    app.admin(query, vars.clone()).await.ok();
-    let before = app.statements().await;
-    let res = app.admin(query, vars).await;
-    assert_eq!(res.ok()["d"]["name"], "Ada");
-    assert_eq!(app.statements().await - before, 1);
+    assert_eq!(
+        counts[0], counts[1],
+        "statements must not grow with the number of customers: {counts:?}"
+    );
+    // customers, subscriptions, checkouts, customers, subscriptions: one query per level.
+    assert_eq!(counts[0], 5, "{counts:?}");
 }
