@@ -662,13 +662,7 @@ impl Billing {
         changes: PriceChanges,
     ) -> BillingResult<Arc<Plan>> {
         who.require_admin()?;
-        let plan_id = self
-            .catalog()
-            .plans
-            .iter()
-            .find(|p| p.rules.iter().any(|r| r.id == price_id))
-            .map(|p| p.id)
-            .ok_or_else(|| BillingError::not_found("price", price_id))?;
+        let plan_id = self.plan_of_price(price_id)?;
         let mut am = price::ActiveModel {
             id: Set(price_id),
             ..Default::default()
@@ -689,13 +683,7 @@ impl Billing {
 
     pub async fn remove_price(&self, who: &Principal, price_id: Uuid) -> BillingResult<Arc<Plan>> {
         who.require_admin()?;
-        let plan_id = self
-            .catalog()
-            .plans
-            .iter()
-            .find(|p| p.rules.iter().any(|r| r.id == price_id))
-            .map(|p| p.id)
-            .ok_or_else(|| BillingError::not_found("price", price_id))?;
+        let plan_id = self.plan_of_price(price_id)?;
         let txn = self.db.write().await?;
         price::Entity::delete_by_id(price_id).exec(&*txn).await?;
         self.finish_plan_write(txn, plan_id).await
@@ -757,6 +745,16 @@ impl Billing {
             self.write_offer(&*txn, plan_id, customer_id).await?;
         }
         self.finish_plan_write(txn, plan_id).await
+    }
+
+    /// The plan a price belongs to.
+    fn plan_of_price(&self, price_id: Uuid) -> BillingResult<Uuid> {
+        self.catalog()
+            .plans
+            .iter()
+            .find(|p| p.rules.iter().any(|r| r.id == price_id))
+            .map(|p| p.id)
+            .ok_or_else(|| BillingError::not_found("price", price_id))
     }
 
     fn phase_of(&self, phase_id: Uuid) -> BillingResult<(Arc<Plan>, super::catalog::Phase)> {

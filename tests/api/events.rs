@@ -88,8 +88,8 @@ async fn a_customer_sees_its_own_events_live_and_resumes_from_a_cursor() {
 
     let (mut ws, ack) = connect(&app.base, Some(&token)).await;
     assert!(is_ack(&ack), "{ack:?}");
-    subscribe_events(&mut ws, "").await;
-    tokio::time::sleep(Duration::from_millis(200)).await; // let the subscription start
+    // From the start of the log: nothing is missed while the subscription is being set up.
+    subscribe_events(&mut ws, "(after: \"0\")").await;
 
     // Someone else's activity is not visible; ours is, in order.
     subscribe(&app, &their_token, &theirs, &plan).await;
@@ -149,8 +149,7 @@ async fn admins_watch_everyone_and_bad_tokens_are_refused() {
     let customer = app.create_customer("c").await;
     let (mut ws, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
     assert!(is_ack(&ack));
-    subscribe_events(&mut ws, "").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    subscribe_events(&mut ws, "(after: \"0\")").await;
     let token = app.customer_token(&customer).await;
     subscribe(&app, &token, &customer, &plan).await;
     assert_eq!(
@@ -186,8 +185,7 @@ async fn events_cross_replicas_on_postgres() {
     let customer = app.create_customer("c").await;
     let (mut ws, ack) = connect(&replica.base, Some(ADMIN_TOKEN)).await;
     assert!(is_ack(&ack));
-    subscribe_events(&mut ws, "").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    subscribe_events(&mut ws, "(after: \"0\")").await;
     let started = std::time::Instant::now();
     let token = app.customer_token(&customer).await;
     subscribe(&app, &token, &customer, &plan).await;
