@@ -929,19 +929,11 @@ impl Billing {
                 p.id,
             ));
         }
-        // Stored rows have no order of their own; keep the one they were given in.
-        let given: Vec<PhaseSpec> = specs.iter().map(|(s, _)| *s).collect();
-        let mut sorted = given.clone();
+        // Stored rows have no order of their own: check them in running order (input order
+        // is checked before anything is written).
+        let mut sorted: Vec<PhaseSpec> = specs.iter().map(|(s, _)| *s).collect();
         sorted.sort_by_key(|s| s.kind);
-        validate_phases(&given)
-            .or_else(|e| {
-                if given != sorted {
-                    validate_phases(&sorted)
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| BillingError::invalid(e.to_string()))?;
+        validate_phases(&sorted).map_err(|e| BillingError::invalid(e.to_string()))?;
         let phase_ids: Vec<Uuid> = phases.iter().map(|p| p.id).collect();
         let prices = price::Entity::find()
             .filter(price::Column::PhaseId.is_in(phase_ids))

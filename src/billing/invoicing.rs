@@ -10,8 +10,7 @@ use providers::{ChargeRequest, PaymentOutcome};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -414,6 +413,19 @@ impl Billing {
             )
             .all(self.db.conn())
             .await?;
+        // Invoices already issued, per subscription: one grouped query for all of them.
+        let issued_counts: std::collections::HashMap<Uuid, u32> = invoice::Entity::find()
+            .select_only()
+            .column(invoice::Column::SubscriptionId)
+            .column_as(invoice::Column::Id.count(), "issued")
+            .filter(invoice::Column::SubscriptionId.is_in(live.iter().map(|s| s.id)))
+            .group_by(invoice::Column::SubscriptionId)
+            .into_tuple::<(Uuid, i64)>()
+            .all(self.db.conn())
+            .await?
+            .into_iter()
+            .map(|(id, n)| (id, u32::try_from(n).unwrap_or(0)))
+            .collect();
         let mut issued = 0;
         for sub in live {
             self.record_phase_changes(&sub).await?;
@@ -421,10 +433,7 @@ impl Billing {
                 continue;
             };
             let (current, _, _) = period_containing(started, now);
-            let done = invoice::Entity::find()
-                .filter(invoice::Column::SubscriptionId.eq(sub.id))
-                .count(self.db.conn())
-                .await? as u32;
+            let done = issued_counts.get(&sub.id).copied().unwrap_or(0);
             for k in done..current {
                 if self.issue(&sub, k).await? {
                     issued += 1;

@@ -68,24 +68,44 @@ async fn hourly_plan(app: &TestApp) -> String {
         .await
 }
 
-#[tokio::test]
-async fn a_period_crossing_from_trial_into_final_is_invoiced_in_two_slices_and_collected() {
-    let app = TestApp::spawn().await;
-    let plan = hourly_plan(&app).await;
+/// A customer subscribed to the hourly plan at `start`, checkout paid with a good card.
+struct Paying {
+    customer: String,
+    token: String,
+    sub: String,
+}
+
+async fn paying_subscriber(app: &TestApp, start: chrono::DateTime<chrono::Utc>) -> Paying {
+    let plan = hourly_plan(app).await;
     let customer = app.create_customer("c").await;
     let token = app.customer_token(&customer).await;
-    let start = chrono::DateTime::parse_from_rfc3339("2027-01-01T00:00:00Z")
-        .unwrap()
-        .to_utc();
-    advance(&app, start).await;
-    let out = subscribe(&app, &token, &customer, &plan).await;
+    advance(app, start).await;
+    let out = subscribe(app, &token, &customer, &plan).await;
     pay(
-        &app,
+        app,
         out["checkout"]["url"].as_str().unwrap(),
         "4242424242424242",
     )
     .await;
     let sub = out["subscription"]["id"].as_str().unwrap().to_owned();
+    Paying {
+        customer,
+        token,
+        sub,
+    }
+}
+
+#[tokio::test]
+async fn a_period_crossing_from_trial_into_final_is_invoiced_in_two_slices_and_collected() {
+    let app = TestApp::spawn().await;
+    let start = chrono::DateTime::parse_from_rfc3339("2027-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let Paying {
+        customer,
+        token,
+        sub,
+    } = paying_subscriber(&app, start).await;
 
     // Halfway through the trial's second week the preview shows the period so far.
     advance(&app, start + chrono::TimeDelta::days(10)).await;
@@ -155,21 +175,14 @@ async fn a_period_crossing_from_trial_into_final_is_invoiced_in_two_slices_and_c
 #[tokio::test]
 async fn failed_renewals_go_past_due_retry_and_finally_cancel() {
     let app = TestApp::spawn().await;
-    let plan = hourly_plan(&app).await;
-    let customer = app.create_customer("c").await;
-    let token = app.customer_token(&customer).await;
     let start = chrono::DateTime::parse_from_rfc3339("2027-03-01T00:00:00Z")
         .unwrap()
         .to_utc();
-    advance(&app, start).await;
-    let out = subscribe(&app, &token, &customer, &plan).await;
-    pay(
-        &app,
-        out["checkout"]["url"].as_str().unwrap(),
-        "4242424242424242",
-    )
-    .await;
-    let sub = out["subscription"]["id"].as_str().unwrap().to_owned();
+    let Paying {
+        customer,
+        token,
+        sub,
+    } = paying_subscriber(&app, start).await;
     // The customer swaps in a card that will be declined.
     pay(
         &app,
@@ -214,21 +227,14 @@ async fn failed_renewals_go_past_due_retry_and_finally_cancel() {
 #[tokio::test]
 async fn a_successful_retry_returns_the_subscription_to_active() {
     let app = TestApp::spawn().await;
-    let plan = hourly_plan(&app).await;
-    let customer = app.create_customer("c").await;
-    let token = app.customer_token(&customer).await;
     let start = chrono::DateTime::parse_from_rfc3339("2027-05-01T00:00:00Z")
         .unwrap()
         .to_utc();
-    advance(&app, start).await;
-    let out = subscribe(&app, &token, &customer, &plan).await;
-    pay(
-        &app,
-        out["checkout"]["url"].as_str().unwrap(),
-        "4242424242424242",
-    )
-    .await;
-    let sub = out["subscription"]["id"].as_str().unwrap().to_owned();
+    let Paying {
+        customer,
+        token,
+        sub,
+    } = paying_subscriber(&app, start).await;
     let url = details_url(&app, &token, &customer).await;
     pay(&app, &url, "4000000000000002").await;
     let period_end = start + chrono::TimeDelta::days(31);
