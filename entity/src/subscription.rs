@@ -14,6 +14,9 @@ pub struct Model {
     pub started_at: Option<DateTimeUtc>,
     pub cancel_at_period_end: bool,
     pub canceled_at: Option<DateTimeUtc>,
+    /// When the billing clock must next look at it (a period end or a phase boundary);
+    /// the epoch means "as soon as it can".
+    pub next_billing_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -8,6 +8,7 @@ mod m20261122_000004_create_api_key_table;
 mod m20261122_000005_create_subscription_tables;
 mod m20261122_000006_create_usage_and_invoice_tables;
 mod m20261122_000007_create_subscription_phase_table;
+mod m20261201_000008_schedule_the_billing_clock;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_create_subscription_tables::Migration),
             Box::new(m20261122_000006_create_usage_and_invoice_tables::Migration),
             Box::new(m20261122_000007_create_subscription_phase_table::Migration),
+            Box::new(m20261201_000008_schedule_the_billing_clock::Migration),
         ]
     }
 }

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use entity::{Dec, package, phase, plan, plan_limit, plan_offer, price, product, setting};
+use entity::{
+    Dec, package, phase, plan, plan_limit, plan_offer, price, product, setting, subscription,
+};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -789,6 +791,9 @@ impl Billing {
         self.touch_catalog(&*txn).await?;
         txn.commit().await?;
         self.reload_catalog().await?;
+        // After the reload, so that the clock re-reads the phases from the new catalog.
+        super::invoicing::reschedule(self.db.conn(), subscription::Column::PlanId.eq(plan_id))
+            .await?;
         self.plan_of(plan_id)
     }
 

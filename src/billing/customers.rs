@@ -1,7 +1,7 @@
 //! Billing customers: created from a project's settings, updated, listed and searched.
 
 use chrono::{DateTime, Utc};
-use entity::customer;
+use entity::{customer, subscription};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -339,6 +339,11 @@ impl Billing {
         let mut am: customer::ActiveModel = current.into();
         am.billing_start = Set(Some(super::phase::truncate_to_second(at)));
         am.updated_at = Set(self.clock.now());
-        Ok(am.update(self.db.conn()).await?.into())
+        let txn = self.db.write().await?;
+        let updated = am.update(&*txn).await?;
+        // The phase windows moved: the billing clock re-reads them.
+        super::invoicing::reschedule(&*txn, subscription::Column::CustomerId.eq(id)).await?;
+        txn.commit().await?;
+        Ok(updated.into())
     }
 }

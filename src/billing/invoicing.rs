@@ -2,15 +2,18 @@
 //! pure `invoice` module), issued by the billing clock at the period's end, collected
 //! through the subscription's provider, and retried on a schedule when payment fails.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::{Dec, event, invoice, invoice_line, subscription, subscription_phase};
-use providers::{ChargeRequest, PaymentOutcome};
+use entity::{Dec, customer, event, invoice, invoice_line, subscription, subscription_phase};
+use futures_util::{StreamExt, stream};
+use providers::{ChargeRequest, PaymentOutcome, ProviderError};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, IntoCondition};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -25,8 +28,39 @@ use super::invoice::{
     Included, InvoiceDraft, InvoiceInput, Item, LineKind, MeteredProduct, PlanSpan, PlanTerms,
     UsageRecord, compute_invoice,
 };
-use super::phase::{PhaseKind, billing_period, period_containing, phase_at};
+use super::phase::{
+    PhaseKind, PhaseSpec, billing_period, next_phase_change, period_containing, phase_at,
+};
 use super::subscriptions::within;
+
+/// "As soon as it can": the billing clock's next visit to a subscription whose schedule
+/// changed (the column's default, so new subscriptions are picked up at once).
+pub const DUE_NOW: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
+
+/// Asks the billing clock to look again, at its next tick, at the subscriptions matching
+/// `filter`: their phase windows moved (billing start or plan phases changed).
+pub(crate) async fn reschedule(
+    db: &impl ConnectionTrait,
+    filter: impl IntoCondition,
+) -> Result<(), DbErr> {
+    subscription::Entity::update_many()
+        .col_expr(subscription::Column::NextBillingAt, Expr::value(DUE_NOW))
+        .filter(filter)
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Subscriptions (or invoices) the billing clock reads per query.
+const CLOCK_BATCH: u64 = 500;
+/// Collection attempts in flight at once.
+const COLLECT_CONCURRENCY: usize = 16;
+/// The statuses the billing clock invoices.
+const BILLED: [SubscriptionStatus; 3] = [
+    SubscriptionStatus::Active,
+    SubscriptionStatus::Trialing,
+    SubscriptionStatus::PastDue,
+];
 
 /// What happens when the last retry fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +193,7 @@ impl Billing {
     async fn compute(
         &self,
         sub: &subscription::Model,
+        customer: &customer::Model,
         k: u32,
         until: Option<DateTime<Utc>>,
     ) -> BillingResult<(InvoiceDraft, DateTime<Utc>, DateTime<Utc>, String)> {
@@ -166,7 +201,6 @@ impl Billing {
             BillingError::InvalidState(format!("subscription {} has not started", sub.id))
         })?;
         let (period_start, period_end) = billing_period(started, k);
-        let customer = self.customer_model(sub.customer_id).await?;
         let catalog = self.catalog();
         let history = self.plan_history(sub, &catalog).await?;
         let specs: Vec<_> = history.iter().map(|(_, p)| p.phase_specs()).collect();
@@ -243,7 +277,7 @@ impl Billing {
             currency: &customer.currency,
             region: customer.region.as_deref(),
         });
-        Ok((draft, period_start, period_end, customer.currency))
+        Ok((draft, period_start, period_end, customer.currency.clone()))
     }
 
     /// The invoice so far for the current period (not stored).
@@ -262,7 +296,8 @@ impl Billing {
             BillingError::InvalidState("the subscription has not started yet".into())
         })?;
         let (k, _, _) = period_containing(started, now);
-        let (draft, start, end, currency) = self.compute(&model, k, Some(now)).await?;
+        let customer = self.customer_model(model.customer_id).await?;
+        let (draft, start, end, currency) = self.compute(&model, &customer, k, Some(now)).await?;
         Ok(Invoice {
             id: None,
             subscription_id: sub.id,
@@ -397,63 +432,100 @@ impl Billing {
         stored(row, lines)
     }
 
-    /// The billing clock's invoicing step: phase changes, issuing, collecting.
+    /// The billing clock's invoicing step: for each live subscription that is due (a
+    /// period ended or a phase boundary passed), record phase changes and issue invoices,
+    /// then schedule its next visit; then collect what is due. Subscriptions are read in
+    /// batches in id order, so a run visits each at most once and its memory stays flat.
     pub async fn run_invoicing(&self) -> BillingResult<usize> {
         let now = self.clock.now();
-        let live = subscription::Entity::find()
-            .filter(
-                subscription::Column::Status.is_in(
-                    [
-                        SubscriptionStatus::Active,
-                        SubscriptionStatus::Trialing,
-                        SubscriptionStatus::PastDue,
-                    ]
-                    .map(|s| s.code()),
-                ),
-            )
-            .all(self.db.conn())
-            .await?;
-        // Invoices already issued, per subscription: one grouped query for all of them.
-        let issued_counts: std::collections::HashMap<Uuid, u32> = invoice::Entity::find()
-            .select_only()
-            .column(invoice::Column::SubscriptionId)
-            .column_as(invoice::Column::Id.count(), "issued")
-            .filter(invoice::Column::SubscriptionId.is_in(live.iter().map(|s| s.id)))
-            .group_by(invoice::Column::SubscriptionId)
-            .into_tuple::<(Uuid, i64)>()
-            .all(self.db.conn())
-            .await?
-            .into_iter()
-            .map(|(id, n)| (id, u32::try_from(n).unwrap_or(0)))
-            .collect();
+        let catalog = self.catalog();
         let mut issued = 0;
-        for sub in live {
-            self.record_phase_changes(&sub).await?;
-            let Some(started) = sub.started_at else {
-                continue;
-            };
-            let (current, _, _) = period_containing(started, now);
-            let done = issued_counts.get(&sub.id).copied().unwrap_or(0);
-            for k in done..current {
-                if self.issue(&sub, k).await? {
-                    issued += 1;
-                }
+        let mut after: Option<Uuid> = None;
+        loop {
+            let mut q = subscription::Entity::find()
+                .filter(subscription::Column::Status.is_in(BILLED.map(|s| s.code())))
+                .filter(subscription::Column::NextBillingAt.lte(now))
+                .order_by_asc(subscription::Column::Id)
+                .limit(CLOCK_BATCH);
+            if let Some(last) = after {
+                q = q.filter(subscription::Column::Id.gt(last));
             }
+            let due = q.all(self.db.conn()).await?;
+            let Some(last) = due.last() else { break };
+            after = Some(last.id);
+            let customers: HashMap<Uuid, customer::Model> = customer::Entity::find()
+                .filter(customer::Column::Id.is_in(due.iter().map(|s| s.customer_id)))
+                .all(self.db.conn())
+                .await?
+                .into_iter()
+                .map(|c| (c.id, c))
+                .collect();
+            // Invoices already issued, per subscription: one grouped query for the batch.
+            let issued_counts: HashMap<Uuid, u32> = invoice::Entity::find()
+                .select_only()
+                .column(invoice::Column::SubscriptionId)
+                .column_as(invoice::Column::Id.count(), "issued")
+                .filter(invoice::Column::SubscriptionId.is_in(due.iter().map(|s| s.id)))
+                .group_by(invoice::Column::SubscriptionId)
+                .into_tuple::<(Uuid, i64)>()
+                .all(self.db.conn())
+                .await?
+                .into_iter()
+                .map(|(id, n)| (id, u32::try_from(n).unwrap_or(0)))
+                .collect();
+            let mut schedule = Vec::with_capacity(due.len());
+            for sub in &due {
+                let customer = customers
+                    .get(&sub.customer_id)
+                    .ok_or_else(|| BillingError::not_found("customer", sub.customer_id))?;
+                let specs = catalog.plan(sub.plan_id).map(|p| p.phase_specs());
+                if let Some(specs) = &specs {
+                    self.record_phase_changes(sub, customer, specs, now).await?;
+                }
+                let Some(started) = sub.started_at else {
+                    // Live without a start cannot be billed; look again tomorrow.
+                    schedule.push((sub.id, now + TimeDelta::days(1)));
+                    continue;
+                };
+                let (current, _, period_end) = period_containing(started, now);
+                let done = issued_counts.get(&sub.id).copied().unwrap_or(0);
+                for k in done..current {
+                    if self.issue(sub, customer, k).await? {
+                        issued += 1;
+                    }
+                }
+                let phase_change = specs
+                    .as_deref()
+                    .and_then(|s| next_phase_change(s, customer.billing_start, now));
+                schedule.push((
+                    sub.id,
+                    phase_change.map_or(period_end, |p| Ord::min(p, period_end)),
+                ));
+            }
+            let txn = self.db.write().await?;
+            for (id, next) in schedule {
+                subscription::Entity::update_many()
+                    .col_expr(subscription::Column::NextBillingAt, Expr::value(next))
+                    .filter(subscription::Column::Id.eq(id))
+                    .exec(&*txn)
+                    .await?;
+            }
+            txn.commit().await?;
         }
         self.collect_due().await?;
         Ok(issued)
     }
 
     /// Records one PHASE_CHANGED per crossing, whichever process gets there first.
-    async fn record_phase_changes(&self, sub: &subscription::Model) -> BillingResult<()> {
-        let Some(plan) = self.catalog().plan(sub.plan_id).cloned() else {
-            return Ok(());
-        };
-        let customer = self.customer_model(sub.customer_id).await?;
-        let specs = plan.phase_specs();
-        let now = self.clock.now();
+    async fn record_phase_changes(
+        &self,
+        sub: &subscription::Model,
+        customer: &customer::Model,
+        specs: &[PhaseSpec],
+        now: DateTime<Utc>,
+    ) -> BillingResult<()> {
         let Some(current) = specs
-            .get(phase_at(&specs, customer.billing_start, now))
+            .get(phase_at(specs, customer.billing_start, now))
             .map(|s| s.kind)
         else {
             return Ok(());
@@ -528,8 +600,13 @@ impl Billing {
     }
 
     /// Issues period `k`'s invoice (once: a unique index guards it).
-    async fn issue(&self, sub: &subscription::Model, k: u32) -> BillingResult<bool> {
-        let (draft, start, end, currency) = self.compute(sub, k, None).await?;
+    async fn issue(
+        &self,
+        sub: &subscription::Model,
+        customer: &customer::Model,
+        k: u32,
+    ) -> BillingResult<bool> {
+        let (draft, start, end, currency) = self.compute(sub, customer, k, None).await?;
         let now = self.clock.now();
         let id = Uuid::now_v7();
         let status = if draft.total.is_zero() {
@@ -560,8 +637,11 @@ impl Billing {
         if !matches!(inserted, sea_orm::TryInsertResult::Inserted(_)) {
             return Ok(false);
         }
-        for (i, l) in draft.lines.iter().enumerate() {
-            invoice_line::ActiveModel {
+        let lines = draft
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| invoice_line::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 invoice_id: Set(id),
                 position: Set(i as i32),
@@ -578,9 +658,12 @@ impl Billing {
                 unit_amount: Set(Dec(l.unit_amount)),
                 amount: Set(Dec(l.amount)),
                 matched: Set(l.matched),
-            }
-            .insert(&*txn)
-            .await?;
+            });
+        let lines: Vec<_> = lines.collect();
+        if !lines.is_empty() {
+            invoice_line::Entity::insert_many(lines)
+                .exec_without_returning(&*txn)
+                .await?;
         }
         let data = json!({ "invoiceId": id, "total": draft.total.to_string(), "currency": currency, "periodStart": start, "periodEnd": end });
         record(
@@ -608,59 +691,107 @@ impl Billing {
         Ok(true)
     }
 
-    /// Charges open invoices whose attempt is due; an unknown outcome is asked about
-    /// (never charged again) until it settles.
+    /// Charges open invoices whose attempt is due, a few at a time (provider calls are
+    /// slow; settling is quick). A charge whose outcome never arrived is asked about, or
+    /// sent again under the same idempotency key: never charged twice.
     async fn collect_due(&self) -> BillingResult<()> {
         let now = self.clock.now();
-        let due = invoice::Entity::find()
-            .filter(invoice::Column::Status.eq(InvoiceStatus::Open.code()))
-            .filter(invoice::Column::NextAttemptAt.lte(now))
-            .all(self.db.conn())
-            .await?;
-        for inv in due {
-            let Some(sub) = subscription::Entity::find_by_id(inv.subscription_id)
-                .one(self.db.conn())
+        let mut after: Option<Uuid> = None;
+        loop {
+            let mut q = invoice::Entity::find()
+                .filter(invoice::Column::Status.eq(InvoiceStatus::Open.code()))
+                .filter(invoice::Column::NextAttemptAt.lte(now))
+                .order_by_asc(invoice::Column::Id)
+                .limit(CLOCK_BATCH);
+            if let Some(last) = after {
+                q = q.filter(invoice::Column::Id.gt(last));
+            }
+            let due = q.all(self.db.conn()).await?;
+            let Some(last) = due.last() else { break };
+            after = Some(last.id);
+            let subs: HashMap<Uuid, subscription::Model> = subscription::Entity::find()
+                .filter(subscription::Column::Id.is_in(due.iter().map(|i| i.subscription_id)))
+                .all(self.db.conn())
                 .await?
-            else {
-                continue;
-            };
-            let Ok(provider) = self.providers.get(&sub.provider) else {
-                continue;
-            };
-            let outcome = match &inv.payment_ref {
-                // A charge was sent and its outcome never arrived: ask, don't charge twice.
-                Some(r) => within(self.provider_timeout, provider.payment_status(r)).await,
-                None => {
-                    let customer = self.customer_model(sub.customer_id).await?;
-                    let customer_ref = self
-                        .provider_customer_ref(provider.as_ref(), &customer)
-                        .await?;
-                    within(
-                        self.provider_timeout,
-                        provider.charge(ChargeRequest {
-                            customer_ref,
-                            amount: inv.total.0,
-                            currency: inv.currency.clone(),
-                            description: format!(
-                                "Invoice {} ({} – {})",
-                                inv.id,
-                                inv.period_start.date_naive(),
-                                inv.period_end.date_naive()
-                            ),
-                            idempotency_key: format!(
-                                "invoice-{}-attempt-{}",
-                                inv.id,
-                                inv.attempts + 1
-                            ),
-                        }),
-                    )
-                    .await
-                }
-            };
-            let outcome = outcome.unwrap_or(PaymentOutcome::Unknown { provider_ref: None });
-            self.settle_invoice(inv, sub, outcome).await?;
+                .into_iter()
+                .map(|s| (s.id, s))
+                .collect();
+            let customers: HashMap<Uuid, customer::Model> = customer::Entity::find()
+                .filter(customer::Column::Id.is_in(subs.values().map(|s| s.customer_id)))
+                .all(self.db.conn())
+                .await?
+                .into_iter()
+                .map(|c| (c.id, c))
+                .collect();
+            let attempts = due.into_iter().filter_map(|inv| {
+                let sub = subs.get(&inv.subscription_id)?;
+                let customer = customers.get(&sub.customer_id)?;
+                Some(async move {
+                    let outcome = self.attempt_charge(&inv, sub, customer).await;
+                    (inv, sub, outcome)
+                })
+            });
+            let mut attempts = stream::iter(attempts).buffer_unordered(COLLECT_CONCURRENCY);
+            while let Some((inv, sub, outcome)) = attempts.next().await {
+                self.settle_invoice(inv, sub.clone(), outcome).await?;
+            }
         }
         Ok(())
+    }
+
+    /// One collection attempt. Errors that leave it unclear whether money moved are
+    /// `Unknown`; a refusal is a failure of this attempt.
+    async fn attempt_charge(
+        &self,
+        inv: &invoice::Model,
+        sub: &subscription::Model,
+        customer: &customer::Model,
+    ) -> PaymentOutcome {
+        let unknown = || PaymentOutcome::Unknown {
+            provider_ref: inv.payment_ref.clone(),
+        };
+        let Ok(provider) = self.providers.get(&sub.provider) else {
+            return unknown();
+        };
+        let result = match &inv.payment_ref {
+            // A charge was sent and is still unsettled: ask, don't charge twice.
+            Some(r) => within(self.provider_timeout, provider.payment_status(r)).await,
+            None => {
+                let Ok(customer_ref) = self
+                    .provider_customer_ref(provider.as_ref(), customer)
+                    .await
+                else {
+                    return unknown();
+                };
+                within(
+                    self.provider_timeout,
+                    provider.charge(ChargeRequest {
+                        customer_ref,
+                        amount: inv.total.0,
+                        currency: inv.currency.clone(),
+                        description: format!(
+                            "Invoice {} ({} – {})",
+                            inv.id,
+                            inv.period_start.date_naive(),
+                            inv.period_end.date_naive()
+                        ),
+                        // Unchanged until the attempt settles, so a resend is the same charge.
+                        idempotency_key: format!("invoice-{}-attempt-{}", inv.id, inv.attempts + 1),
+                    }),
+                )
+                .await
+            }
+        };
+        match result {
+            Ok(outcome) => outcome,
+            Err(ProviderError::Rejected(reason)) if inv.payment_ref.is_none() => {
+                PaymentOutcome::Failed {
+                    provider_ref: None,
+                    reason,
+                }
+            }
+            Err(_) => unknown(),
+        }
     }
 
     async fn settle_invoice(
@@ -731,9 +862,9 @@ impl Billing {
                 }
             }
             PaymentOutcome::Unknown { provider_ref } => {
-                am.payment_ref = Set(provider_ref
-                    .or(inv.payment_ref.clone())
-                    .or(Some(format!("unknown-attempt-{}", inv.attempts + 1))));
+                // With a reference we ask about it later; without one the same attempt
+                // is sent again under its idempotency key, which the provider deduplicates.
+                am.payment_ref = Set(provider_ref.or(inv.payment_ref.clone()));
                 am.next_attempt_at = Set(Some(now + TimeDelta::minutes(10)));
             }
             PaymentOutcome::Failed { reason, .. } => {

@@ -26,11 +26,15 @@ impl Billing {
         let mut report = JobReport::default();
         let now = self.clock.now();
 
-        // Checkouts not completed in time.
+        // Checkouts not completed in time (every status but the final ones).
         let stale = checkout::Entity::find()
+            .filter(checkout::Column::Status.is_in([
+                CheckoutStatus::Open.code(),
+                CheckoutStatus::Pending.code(),
+                CheckoutStatus::Unknown.code(),
+                CheckoutStatus::Failed.code(),
+            ]))
             .filter(checkout::Column::ExpiresAt.lte(now))
-            .filter(checkout::Column::Status.ne(CheckoutStatus::Succeeded.code()))
-            .filter(checkout::Column::Status.ne(CheckoutStatus::Expired.code()))
             .all(self.db.conn())
             .await?;
         for c in stale {

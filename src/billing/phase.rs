@@ -238,6 +238,22 @@ pub fn phase_at(
         .unwrap_or_else(|| timeline.len().saturating_sub(1))
 }
 
+/// The first instant after `at` at which the phase in force changes: the end of the window
+/// in force, when another window follows it. `None` when no change is ahead (the FINAL
+/// phase, or no billing start to lay the windows from).
+pub fn next_phase_change(
+    phases: &[PhaseSpec],
+    billing_start: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let timeline = phase_timeline(phases, billing_start?);
+    timeline
+        .iter()
+        .zip(timeline.iter().skip(1))
+        .filter_map(|(window, _next)| window.end)
+        .find(|end| *end > at)
+}
+
 /// The window of the phase in force at `at` (see [`phase_at`]), e.g. to tell how much of a
 /// trial is left. Before `billing_start` this is the first window, which starts later.
 /// `None` only when `phases` is empty.
@@ -383,6 +399,38 @@ mod tests {
             DateTime::<Utc>::MAX_UTC
         );
         assert!(add_duration(t, d(u32::MAX, DurationUnit::Week)) > t);
+    }
+
+    #[test]
+    fn next_phase_change_is_the_end_of_the_window_in_force() {
+        let phases = [
+            spec(PhaseKind::Trial, Some(days(14))),
+            spec(PhaseKind::Discount, Some(days(30))),
+            final_phase(),
+        ];
+        let start = utc(2027, 1, 1, 0, 0, 0);
+        let trial_end = utc(2027, 1, 15, 0, 0, 0);
+        let discount_end = utc(2027, 2, 14, 0, 0, 0);
+        // Before billing start the first phase is in force; it ends with its window.
+        assert_eq!(
+            next_phase_change(&phases, Some(start), utc(2026, 12, 1, 0, 0, 0)),
+            Some(trial_end)
+        );
+        assert_eq!(
+            next_phase_change(&phases, Some(start), start),
+            Some(trial_end)
+        );
+        // On a boundary the later window is in force, so the change after it is next.
+        assert_eq!(
+            next_phase_change(&phases, Some(start), trial_end),
+            Some(discount_end)
+        );
+        assert_eq!(next_phase_change(&phases, Some(start), discount_end), None);
+        assert_eq!(
+            next_phase_change(&[final_phase()], Some(start), start),
+            None
+        );
+        assert_eq!(next_phase_change(&phases, None, start), None);
     }
 
     #[test]

@@ -368,6 +368,7 @@ impl Billing {
             started_at: Set(activate_now.then_some(now)),
             cancel_at_period_end: Set(false),
             canceled_at: Set(None),
+            next_billing_at: Set(super::invoicing::DUE_NOW),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -560,14 +561,7 @@ impl Billing {
             .filter(subscription::Column::Status.eq(SubscriptionStatus::Incomplete.code()))
             .exec(&*txn)
             .await?;
-        if moved.rows_affected == 0 {
-            return Ok(());
-        }
-        let customer_id = subscription::Entity::find_by_id(sub_id)
-            .one(&*txn)
-            .await?
-            .map(|s| s.customer_id)
-            .ok_or_else(|| BillingError::not_found("subscription", sub_id))?;
+        // Its open checkouts end either way, so the clock does not visit them again.
         checkout::Entity::update_many()
             .col_expr(
                 checkout::Column::Status,
@@ -578,6 +572,16 @@ impl Billing {
             .filter(checkout::Column::Status.ne(CheckoutStatus::Succeeded.code()))
             .exec(&*txn)
             .await?;
+        if moved.rows_affected == 0 {
+            // Already closed (canceled, or expired by another process).
+            txn.commit().await?;
+            return Ok(());
+        }
+        let customer_id = subscription::Entity::find_by_id(sub_id)
+            .one(&*txn)
+            .await?
+            .map(|s| s.customer_id)
+            .ok_or_else(|| BillingError::not_found("subscription", sub_id))?;
         record(
             &*txn,
             now,
@@ -690,6 +694,8 @@ impl Billing {
         subscription::ActiveModel {
             id: Set(id),
             plan_id: Set(plan.id),
+            // The new plan's phases decide the next boundary.
+            next_billing_at: Set(super::invoicing::DUE_NOW),
             updated_at: Set(now),
             ..Default::default()
         }

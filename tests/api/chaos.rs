@@ -28,6 +28,8 @@ struct Chaos {
     mode: Mutex<Mode>,
     status: Mutex<PaymentOutcome>,
     checkouts: AtomicUsize,
+    /// The idempotency key of every charge request, in order.
+    charges: Mutex<Vec<String>>,
 }
 
 impl Chaos {
@@ -36,6 +38,7 @@ impl Chaos {
             mode: Mutex::new(Mode::Works),
             status: Mutex::new(PaymentOutcome::Unknown { provider_ref: None }),
             checkouts: AtomicUsize::new(0),
+            charges: Mutex::new(Vec::new()),
         })
     }
     fn set(&self, mode: Mode) {
@@ -81,7 +84,8 @@ impl PaymentProvider for Chaos {
             url: "https://chaos.example/details".into(),
         })
     }
-    async fn charge(&self, _: ChargeRequest) -> Result<PaymentOutcome, ProviderError> {
+    async fn charge(&self, r: ChargeRequest) -> Result<PaymentOutcome, ProviderError> {
+        self.charges.lock().unwrap().push(r.idempotency_key);
         self.behave().await?;
         Ok(self.status.lock().unwrap().clone())
     }
@@ -266,4 +270,88 @@ async fn an_unknown_outcome_is_reconciled_by_asking_the_provider_later() {
             "SUBSCRIPTION_ACTIVATED"
         ]
     );
+}
+
+async fn advance_minutes(app: &TestApp, minutes: i64) {
+    let to = app.billing.clock.now() + chrono::TimeDelta::minutes(minutes);
+    app.admin(
+        "mutation($t: DateTime!) { advanceClock(to: $t) }",
+        json!({ "t": to.to_rfc3339() }),
+    )
+    .await
+    .ok();
+}
+
+#[tokio::test]
+async fn an_invoice_charge_with_an_unknown_outcome_is_resent_under_its_key_and_paid_once() {
+    let (app, chaos) = chaos_app().await;
+    let (plan, _) = monthly_plan(&app, "10").await;
+    let customer = app.create_customer("c").await;
+    let out = app
+        .admin(
+            SUBSCRIBE,
+            with_provider(subscribe_input(&customer, &plan, None)),
+        )
+        .await;
+    let sub = out.ok()["createSubscription"]["subscription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    *chaos.status.lock().unwrap() = PaymentOutcome::Succeeded {
+        provider_ref: "chaos_first".into(),
+    };
+    advance_minutes(&app, 2).await;
+    let invoice_and_status = || async {
+        let res = app
+            .admin(
+                "query($s: ID!, $c: ID!) { subscription(id: $s) { status }
+                   invoices(customerId: $c) { edges { node { status total attempts } } } }",
+                json!({ "s": sub, "c": customer }),
+            )
+            .await;
+        res.ok().clone()
+    };
+    assert_eq!(
+        invoice_and_status().await["subscription"]["status"],
+        "ACTIVE"
+    );
+
+    // The renewal charge: the provider cannot be reached, then answers garbage. Neither
+    // says whether money moved, so the invoice stays open and nothing is marked failed.
+    chaos.set(Mode::Refuses);
+    advance_minutes(&app, 31 * 24 * 60).await;
+    chaos.set(Mode::Garbage);
+    advance_minutes(&app, 11).await;
+    let seen = invoice_and_status().await;
+    assert_eq!(seen["subscription"]["status"], "ACTIVE");
+    assert_eq!(
+        seen["invoices"]["edges"][0]["node"],
+        json!({ "status": "OPEN", "total": "10.00", "attempts": 0 })
+    );
+
+    // When it answers, the same attempt goes out again under the same idempotency key.
+    chaos.set(Mode::Works);
+    *chaos.status.lock().unwrap() = PaymentOutcome::Succeeded {
+        provider_ref: "chaos_renewal".into(),
+    };
+    advance_minutes(&app, 11).await;
+    let seen = invoice_and_status().await;
+    assert_eq!(
+        seen["invoices"]["edges"][0]["node"],
+        json!({ "status": "PAID", "total": "10.00", "attempts": 0 })
+    );
+    let keys = chaos.charges.lock().unwrap().clone();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| k == &keys[0] && k.ends_with("-attempt-1")),
+        "one charge, sent three times: {keys:?}"
+    );
+    let kinds = event_kinds(&app, &customer).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "PAYMENT_SUCCEEDED").count(),
+        2,
+        "checkout and renewal: {kinds:?}"
+    );
+    assert!(!kinds.iter().any(|k| k == "PAYMENT_FAILED"), "{kinds:?}");
 }

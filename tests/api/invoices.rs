@@ -267,3 +267,37 @@ async fn a_successful_retry_returns_the_subscription_to_active() {
         .await;
     refused.expect_code("INVALID_STATE");
 }
+
+#[tokio::test]
+async fn an_idle_billing_clock_does_not_read_every_subscription() {
+    let app = TestApp::spawn().await;
+    let (plan, _) = crate::subscriptions::monthly_plan(&app, "0").await;
+    let mut now = app.billing.clock.now();
+    let mut subscribers = 0;
+    let mut idle_tick = Vec::new();
+    for wanted in [1, 8] {
+        while subscribers < wanted {
+            let customer = app.create_customer(&format!("c{subscribers}")).await;
+            let token = app.customer_token(&customer).await;
+            let out = subscribe(&app, &token, &customer, &plan).await;
+            assert_eq!(
+                out["subscription"]["status"], "ACTIVE",
+                "free plans start at once"
+            );
+            subscribers += 1;
+        }
+        // The first tick schedules the new subscriptions; the next one finds nothing due.
+        now += chrono::TimeDelta::minutes(1);
+        advance(&app, now).await;
+        now += chrono::TimeDelta::minutes(1);
+        let before = app.statements().await;
+        advance(&app, now).await;
+        idle_tick.push(app.statements().await - before);
+    }
+    assert!(
+        idle_tick[1] < idle_tick[0] + 7,
+        "an idle tick with 8 subscriptions cost {} statements, with 1 cost {}",
+        idle_tick[1],
+        idle_tick[0]
+    );
+}
