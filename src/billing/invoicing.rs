@@ -543,7 +543,7 @@ impl Billing {
             // The phase the subscription started in: known, but no change to report.
             let started = sub.started_at.unwrap_or(sub.created_at);
             if let Some(first) = specs
-                .get(phase_at(&specs, customer.billing_start, started))
+                .get(phase_at(specs, customer.billing_start, started))
                 .map(|s| s.kind)
             {
                 subscription_phase::Entity::insert(subscription_phase::ActiveModel {
