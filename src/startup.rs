@@ -149,6 +149,10 @@ impl Application {
         let background = [
             tokio::spawn(refresh_catalog(self.billing.clone())),
             tokio::spawn(run_jobs(self.billing.clone(), self.jobs_interval)),
+            tokio::spawn({
+                let billing = self.billing.clone();
+                async move { billing.run_event_hub().await }
+            }),
             tokio::spawn(listen_for_events(
                 self.billing.clone(),
                 self.database_url.clone(),

@@ -1,9 +1,18 @@
 //! Billing events: written in the transaction of the change they describe (an outbox),
-//! then announced to websocket subscribers — across processes through PostgreSQL's
-//! LISTEN/NOTIFY.
+//! then announced — across processes through PostgreSQL's LISTEN/NOTIFY — to the process's
+//! [`EventHub`], which reads each new event once and fans it out to every websocket
+//! subscriber of the process. A subscriber reads the database itself only to catch up from
+//! its cursor.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use entity::event;
+use futures_util::Stream;
+use futures_util::stream;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
@@ -16,6 +25,40 @@ use super::codes::{Code, EventKind, parse};
 use super::error::{BillingError, BillingResult};
 
 pub const NOTIFY_CHANNEL: &str = "billing_events";
+
+/// Events the hub reads per query, and a subscriber per catch-up query.
+const PAGE: u64 = 500;
+/// Batches a subscriber may fall behind before it catches up from the database instead.
+const HUB_CAPACITY: usize = 1024;
+/// How long the hub waits for a missing sequence number before it moves past it. On
+/// PostgreSQL a transaction can commit event n+1 before another commits event n; a rolled
+/// back one leaves a hole for good.
+const GAP_WAIT: Duration = Duration::from_secs(2);
+/// Re-read the log this often even when no wake-up came (a lost NOTIFY, say).
+const SAFETY_POLL: Duration = Duration::from_secs(2);
+
+/// The process's one reader of the event log. Everything up to `published` has been sent
+/// to `batches` in order (or given up on, as a hole in the sequence).
+pub struct EventHub {
+    published: AtomicI64,
+    batches: tokio::sync::broadcast::Sender<Arc<[BillingEvent]>>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        EventHub {
+            published: AtomicI64::new(-1),
+            batches: tokio::sync::broadcast::channel(HUB_CAPACITY).0,
+        }
+    }
+}
+
+impl EventHub {
+    /// The newest sequence number handed to subscribers; -1 until the hub has started.
+    fn published(&self) -> i64 {
+        self.published.load(Ordering::Acquire)
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct BillingEvent {
@@ -72,34 +115,106 @@ pub async fn record(
 }
 
 impl Billing {
-    /// Wakes this process's subscribers: call after a commit that recorded events.
+    /// Wakes this process's event hub: call after a commit that recorded events.
     pub fn announce_events(&self) {
         let _ = self.events.send(());
     }
 
-    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<()> {
-        self.events.subscribe()
+    /// Runs this process's event hub: on every wake-up (a local commit, a NOTIFY from
+    /// another process, or the safety poll) it reads the new events once, in sequence
+    /// order, and publishes them to all of this process's subscribers.
+    pub async fn run_event_hub(&self) {
+        let mut wake = self.events.subscribe();
+        let mut cursor = loop {
+            match self.last_event_seq().await {
+                Ok(seq) => break seq,
+                Err(e) => tracing::warn!(error = %e, "event hub cannot read the log"),
+            }
+            tokio::time::sleep(SAFETY_POLL).await;
+        };
+        self.hub.published.store(cursor, Ordering::Release);
+        let mut gap_since: Option<Instant> = None;
+        loop {
+            let mut full_page = false;
+            match self.log_after(cursor, i64::MAX, None, PAGE).await {
+                Ok(rows) => {
+                    full_page = rows.len() as u64 == PAGE;
+                    let mut batch = Vec::with_capacity(rows.len());
+                    for e in rows {
+                        if e.seq != cursor + 1 {
+                            let since = *gap_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() < GAP_WAIT {
+                                full_page = false;
+                                break;
+                            }
+                        }
+                        gap_since = None;
+                        cursor = e.seq;
+                        batch.push(e);
+                    }
+                    if !batch.is_empty() {
+                        self.hub.published.store(cursor, Ordering::Release);
+                        let _ = self.hub.batches.send(batch.into());
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "event hub cannot read the log"),
+            }
+            if full_page {
+                continue;
+            }
+            let wait = if gap_since.is_some() {
+                Duration::from_millis(20)
+            } else {
+                SAFETY_POLL
+            };
+            if let Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) =
+                tokio::time::timeout(wait, wake.recv()).await
+            {
+                return;
+            }
+        }
     }
 
-    /// The events after `after` (a cursor) that the caller may see, oldest first.
-    pub async fn events_after(
-        &self,
+    /// The events after `after` that `who` may see (all, or one customer's), live: first
+    /// what the log already holds, then what the hub publishes. A subscriber that falls
+    /// behind the hub catches up from the database, so it never misses an event.
+    pub async fn follow_events(
+        self: Arc<Self>,
         who: &Principal,
         customer: Option<Uuid>,
+        after: Option<i64>,
+    ) -> BillingResult<impl Stream<Item = BillingResult<BillingEvent>> + use<>> {
+        let scope = event_scope(who, customer)?;
+        // Subscribe before reading any position, so that no batch falls between the two.
+        let batches = self.hub.batches.subscribe();
+        let cursor = match after {
+            Some(c) => c,
+            None => self.last_event_seq().await?,
+        };
+        let follow = Follow {
+            billing: self,
+            scope,
+            cursor,
+            batches,
+            buffer: VecDeque::new(),
+        };
+        Ok(stream::unfold(follow, |mut f| async move {
+            let next = f.next().await;
+            next.map(|e| (e, f))
+        }))
+    }
+
+    /// The log after `after` up to `until`, oldest first, of one customer or everyone.
+    async fn log_after(
+        &self,
         after: i64,
+        until: i64,
+        customer: Option<Uuid>,
         limit: u64,
     ) -> BillingResult<Vec<BillingEvent>> {
-        let customer = match (who, customer) {
-            (Principal::Admin, c) => c,
-            (Principal::Customer(own), None) => Some(*own),
-            (Principal::Customer(_), Some(c)) => {
-                who.require_customer_access(c)?;
-                Some(c)
-            }
-            (Principal::Anonymous, _) => return Err(BillingError::Unauthenticated),
-        };
         let mut q = event::Entity::find()
             .filter(event::Column::Seq.gt(after))
+            .filter(event::Column::Seq.lte(until))
             .order_by_asc(event::Column::Seq)
             .limit(limit);
         if let Some(c) = customer {
@@ -112,6 +227,18 @@ impl Billing {
             .collect()
     }
 
+    /// The events after `after` (a cursor) that the caller may see, oldest first.
+    pub async fn events_after(
+        &self,
+        who: &Principal,
+        customer: Option<Uuid>,
+        after: i64,
+        limit: u64,
+    ) -> BillingResult<Vec<BillingEvent>> {
+        let scope = event_scope(who, customer)?;
+        self.log_after(after, i64::MAX, scope, limit).await
+    }
+
     /// The newest event's cursor (0 when there is none).
     pub async fn last_event_seq(&self) -> BillingResult<i64> {
         Ok(event::Entity::find()
@@ -119,6 +246,74 @@ impl Billing {
             .one(self.db.conn())
             .await?
             .map_or(0, |e| e.seq))
+    }
+}
+
+/// Whose events `who` asked for and may see: `None` is everyone's (admins only).
+fn event_scope(who: &Principal, customer: Option<Uuid>) -> BillingResult<Option<Uuid>> {
+    match (who, customer) {
+        (Principal::Admin, c) => Ok(c),
+        (Principal::Customer(own), None) => Ok(Some(*own)),
+        (Principal::Customer(_), Some(c)) => {
+            who.require_customer_access(c)?;
+            Ok(Some(c))
+        }
+        (Principal::Anonymous, _) => Err(BillingError::Unauthenticated),
+    }
+}
+
+/// One subscriber's position in the log.
+struct Follow {
+    billing: Arc<Billing>,
+    scope: Option<Uuid>,
+    /// Every event up to here has been delivered or was not this subscriber's.
+    cursor: i64,
+    batches: tokio::sync::broadcast::Receiver<Arc<[BillingEvent]>>,
+    buffer: VecDeque<BillingEvent>,
+}
+
+impl Follow {
+    async fn next(&mut self) -> Option<BillingResult<BillingEvent>> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            if let Some(e) = self.buffer.pop_front() {
+                return Some(Ok(e));
+            }
+            let published = self.billing.hub.published();
+            if self.cursor < published {
+                // Behind the hub (a resumed cursor, or lagging): catch up from the log.
+                let found = self
+                    .billing
+                    .log_after(self.cursor, published, self.scope, PAGE)
+                    .await;
+                match found {
+                    Ok(found) => {
+                        self.cursor = match found.last() {
+                            Some(last) if found.len() as u64 == PAGE => last.seq,
+                            _ => published,
+                        };
+                        self.buffer.extend(found);
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+                continue;
+            }
+            match self.batches.recv().await {
+                Ok(batch) => {
+                    for e in batch.iter().filter(|e| e.seq > self.cursor) {
+                        if self.scope.is_none_or(|c| c == e.customer_id) {
+                            self.buffer.push_back(e.clone());
+                        }
+                    }
+                    if let Some(last) = batch.last() {
+                        self.cursor = self.cursor.max(last.seq);
+                    }
+                }
+                // Fell behind: the loop catches up from the log.
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return None,
+            }
+        }
     }
 }
 

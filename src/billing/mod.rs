@@ -52,6 +52,7 @@ pub struct Billing {
     reload: Mutex<()>,
     pub(crate) tokens: access::TokenCache,
     events: tokio::sync::broadcast::Sender<()>,
+    hub: events::EventHub,
 }
 
 /// What the domain is made of, besides its database and clock.
@@ -80,6 +81,7 @@ impl Billing {
             reload: Mutex::new(()),
             tokens: access::TokenCache::default(),
             events: tokio::sync::broadcast::channel(1024).0,
+            hub: events::EventHub::default(),
         })
     }
 

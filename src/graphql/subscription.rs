@@ -1,12 +1,7 @@
 //! Subscriptions, checkout, payment details and the live event stream.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::time::Duration;
-
 use async_graphql::dataloader::DataLoader;
-use async_graphql::futures_util::Stream;
-use async_graphql::futures_util::stream;
+use async_graphql::futures_util::{Stream, StreamExt};
 use async_graphql::{
     Context, ErrorExtensions, ID, InputObject, Json, Object, SimpleObject,
     Subscription as GqlSubscription,
@@ -24,7 +19,6 @@ use crate::billing::events::{self, BillingEvent as EventModel};
 use crate::billing::subscriptions::{
     Checkout as CheckoutModel, NewSubscription, Subscription as SubscriptionModel,
 };
-use crate::billing::{Billing, Principal};
 
 /// A customer's subscription to a plan.
 pub struct Subscription(pub SubscriptionModel);
@@ -333,15 +327,6 @@ impl SubscriptionMutation {
 #[derive(Default)]
 pub struct SubscriptionRoot;
 
-struct Follow {
-    billing: Arc<Billing>,
-    who: Principal,
-    customer: Option<uuid::Uuid>,
-    cursor: i64,
-    wake: tokio::sync::broadcast::Receiver<()>,
-    buffer: VecDeque<EventModel>,
-}
-
 #[GqlSubscription]
 impl SubscriptionRoot {
     /// Live billing events the caller may see (admins: all, or one customer's; a customer
@@ -353,49 +338,18 @@ impl SubscriptionRoot {
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<BillingEvent>> + use<>>
     {
-        let billing = ctx.billing()?.clone();
-        let who = ctx.principal();
         let customer = customer_id
             .as_ref()
             .map(|c| uuid("customerId", c))
             .transpose()?;
-        // Checks access now, so a refused subscription fails at once.
-        billing
-            .events_after(&who, customer, i64::MAX, 1)
+        let after = events::parse_cursor(after.as_deref()).gql()?;
+        // Access is checked here, so a refused subscription fails at once.
+        let events = ctx
+            .billing()?
+            .clone()
+            .follow_events(&ctx.principal(), customer, after)
             .await
             .gql()?;
-        let wake = billing.subscribe_events();
-        let cursor = match events::parse_cursor(after.as_deref()).gql()? {
-            Some(c) => c,
-            None => billing.last_event_seq().await.gql()?,
-        };
-        let state = Follow {
-            billing,
-            who,
-            customer,
-            cursor,
-            wake,
-            buffer: VecDeque::new(),
-        };
-        Ok(stream::unfold(state, |mut s| async move {
-            loop {
-                if let Some(e) = s.buffer.pop_front() {
-                    s.cursor = e.seq;
-                    return Some((Ok(BillingEvent(e)), s));
-                }
-                match s
-                    .billing
-                    .events_after(&s.who, s.customer, s.cursor, 100)
-                    .await
-                {
-                    Ok(found) if !found.is_empty() => s.buffer.extend(found),
-                    Ok(_) => {
-                        // Woken by a commit here or (via NOTIFY) elsewhere; the timeout is a safety net.
-                        let _ = tokio::time::timeout(Duration::from_secs(2), s.wake.recv()).await;
-                    }
-                    Err(e) => return Some((Err(e.extend()), s)),
-                }
-            }
-        }))
+        Ok(events.map(|e| e.map(BillingEvent).map_err(|e| e.extend())))
     }
 }

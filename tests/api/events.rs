@@ -253,3 +253,47 @@ async fn two_clocks_record_one_phase_change_on_postgres() {
         "{kinds:?}"
     );
 }
+
+#[tokio::test]
+async fn subscribers_share_one_read_of_the_log() {
+    let app = TestApp::spawn().await;
+    let (plan, _) = monthly_plan(&app, "10").await;
+    let mut sockets = Vec::new();
+    let mut cost = Vec::new();
+    for (round, wanted) in [1, 10].into_iter().enumerate() {
+        while sockets.len() < wanted {
+            let (mut ws, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+            assert!(is_ack(&ack));
+            subscribe_events(&mut ws, "(after: \"0\")").await;
+            sockets.push(ws);
+        }
+        // Every socket is live once it has caught up with a fresh event.
+        let warm = app.create_customer(&format!("warm-{round}")).await;
+        let token = app.customer_token(&warm).await;
+        subscribe(&app, &token, &warm, &plan).await;
+        for ws in &mut sockets {
+            loop {
+                let e = next_event(ws).await;
+                if e["data"]["billingEvents"]["customerId"] == json!(warm) {
+                    break;
+                }
+            }
+        }
+        let measured = app.create_customer(&format!("measured-{round}")).await;
+        let token = app.customer_token(&measured).await;
+        let before = app.statements().await;
+        subscribe(&app, &token, &measured, &plan).await;
+        for ws in &mut sockets {
+            let e = next_event(ws).await;
+            assert_eq!(e["data"]["billingEvents"]["customerId"], json!(measured));
+        }
+        cost.push(app.statements().await - before);
+    }
+    eprintln!("statements per event: {cost:?}");
+    assert!(
+        cost[1] < cost[0] + 9,
+        "one event cost {} statements with 10 subscribers, {} with 1",
+        cost[1],
+        cost[0]
+    );
+}
