@@ -294,6 +294,7 @@ async fn an_idle_billing_clock_does_not_read_every_subscription() {
         advance(&app, now).await;
         idle_tick.push(app.statements().await - before);
     }
+    eprintln!("idle tick statements: {idle_tick:?}");
     assert!(
         idle_tick[1] < idle_tick[0] + 7,
         "an idle tick with 8 subscriptions cost {} statements, with 1 cost {}",
