@@ -1,0 +1,893 @@
+//! Billing benchmarks: the real release server on a fresh SQLite file, driven over HTTP
+//! and websockets from this process.
+//!
+//! - **subscribe + checkout**: `createSubscription`, then the sandbox checkout page's card
+//!   form (which delivers the signed webhook before it redirects), 32 flows at once.
+//! - **event delivery**: 1,000 websocket subscribers to `billingEvents`; events made at a
+//!   steady rate; the time from the mutation to each subscriber's frame.
+//! - **recordUsage**: 32 concurrent clients recording usage on live subscriptions.
+//! - **invoicing**: 10,000 and 100,000 subscriptions with usage, invoiced and collected by
+//!   one move of the test clock: time, statements, peak RSS, and how time grows.
+//!
+//! Run with `cargo build --release && cargo bench --bench billing`. See BENCHMARKS.md.
+//!
+//! Environment:
+//! - `BENCH_ONLY`: a comma-separated subset of `subscribe,events,usage,invoicing`.
+//! - `BENCH_SECONDS` (10): measured seconds of the event and recordUsage workloads.
+//! - `BENCH_FLOWS` (2000): subscribe + checkout flows.
+//! - `BENCH_SUBSCRIBERS` (1000): websocket subscribers.
+//! - `BENCH_EVENT_RATE` (20): mutations per second while subscribers listen.
+//! - `BENCH_INVOICE_SIZES` (`10000,100000`): subscriptions per invoicing run.
+//! - `BILLING_BIN`: the server binary (default `<target>/release/billing`).
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::{SinkExt, StreamExt};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sea_orm::sqlx::{self, SqlitePool};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
+use uuid::Uuid;
+
+use support::*;
+
+const CREATE_CUSTOMER: &str =
+    "mutation($input: CreateCustomerInput!){ createCustomer(input:$input){ id } }";
+const SUBSCRIBE: &str = "mutation($i: CreateSubscriptionInput!){ createSubscription(input:$i)\
+     { subscription { id status } checkout { url } } }";
+const RECORD_USAGE: &str = "mutation($i: RecordUsageInput!){ recordUsage(input:$i){ id } }";
+
+fn main() -> AnyResult<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run())
+}
+
+fn wanted(part: &str) -> bool {
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|p| p.trim() == part),
+        Err(_) => true,
+    }
+}
+
+async fn run() -> AnyResult<()> {
+    let bin = server_binary()?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(CONCURRENCY * 2)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    println!("machine: {}", machine());
+    if wanted("subscribe") || wanted("events") || wanted("usage") {
+        let mut server = start_server(&bin, &[])?;
+        wait_healthy(&client, &mut server).await?;
+        let server = Arc::new(server);
+        let catalog = paid_catalog(&client, &server).await?;
+        let mut live_subscriptions = Vec::new();
+        if wanted("subscribe") || wanted("usage") {
+            live_subscriptions = subscribe_and_check_out(&client, &server, &catalog).await?;
+        }
+        if wanted("events") {
+            event_delivery(&client, &server, &catalog).await?;
+        }
+        if wanted("usage") {
+            record_usage(&client, &server, &catalog, live_subscriptions).await?;
+        }
+    }
+    if wanted("invoicing") {
+        let sizes = std::env::var("BENCH_INVOICE_SIZES").unwrap_or("10000,100000".into());
+        let mut runs = Vec::new();
+        for size in sizes
+            .split(',')
+            .filter_map(|s| s.trim().parse::<usize>().ok())
+        {
+            runs.push(invoicing(&bin, &client, size).await?);
+        }
+        print_invoicing(&runs);
+    }
+    Ok(())
+}
+
+// ---- seeding over the API -------------------------------------------------------------
+
+struct PaidCatalog {
+    /// 10 a month for the container and 0.01 per GB of bandwidth: checkout takes a card.
+    paid_plan: String,
+    /// Everything at zero: subscribing activates at once (two events, no checkout).
+    free_plan: String,
+    bandwidth: String,
+}
+
+async fn create(
+    client: &reqwest::Client,
+    server: &Server,
+    query: &str,
+    input: Value,
+) -> AnyResult<String> {
+    let d = gql_one(client, server, query, json!({ "input": input })).await?;
+    let field = d
+        .as_object()
+        .and_then(|o| o.values().next())
+        .ok_or("empty answer")?;
+    Ok(str_at(field, "/id")?.to_owned())
+}
+
+async fn paid_catalog(client: &reqwest::Client, server: &Server) -> AnyResult<PaidCatalog> {
+    let product = "mutation($input: CreateProductInput!){ createProduct(input:$input){ id } }";
+    let plan = "mutation($input: CreatePlanInput!){ createPlan(input:$input){ id } }";
+    let container = create(
+        client,
+        server,
+        product,
+        json!({ "name": "Container", "kind": "PACKAGE", "unitType": "CORE" }),
+    )
+    .await?;
+    let bandwidth = create(
+        client,
+        server,
+        product,
+        json!({ "name": "Bandwidth", "kind": "METERED_RESOURCE",
+        "resource": "bandwidth", "unitType": "GB" }),
+    )
+    .await?;
+    let free_plan = create(client, server, plan, json!({ "name": "Free", "phases": [{ "kind": "FINAL", "prices": [
+        { "productId": container, "currency": "USD", "unitAmount": "0", "interval": "MONTH" } ] }] })).await?;
+    let paid_plan = create(client, server, plan, json!({ "name": "Paid", "phases": [{ "kind": "FINAL", "prices": [
+        { "productId": container, "currency": "USD", "unitAmount": "10", "interval": "MONTH" },
+        { "productId": bandwidth, "currency": "USD", "unitAmount": "0.01", "interval": "UNIT" } ] }] })).await?;
+    Ok(PaidCatalog {
+        paid_plan,
+        free_plan,
+        bandwidth,
+    })
+}
+
+/// `n` customers, created ten per request, sixteen requests at a time.
+async fn seed_customers(
+    client: &reqwest::Client,
+    server: &Arc<Server>,
+    prefix: &str,
+    n: usize,
+) -> AnyResult<Vec<String>> {
+    let batches: Vec<std::ops::Range<usize>> =
+        (0..n).step_by(10).map(|s| s..(s + 10).min(n)).collect();
+    let queue = Arc::new(Mutex::new(batches));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, server, queue, prefix) = (
+            client.clone(),
+            server.clone(),
+            queue.clone(),
+            prefix.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let next = queue.lock().map(|mut q| q.pop()).unwrap_or_default();
+                let Some(range) = next else { break };
+                let ops: Vec<Value> = range
+                    .map(|i| {
+                        json!({ "query": CREATE_CUSTOMER, "variables": { "input": {
+                        "externalId": format!("{prefix}-{i}"), "name": format!("Customer {i}"),
+                        "email": format!("{prefix}{i}@bench.example.com") } } })
+                    })
+                    .collect();
+                let Value::Array(answers) = gql(&client, &server, &Value::Array(ops)).await? else {
+                    return Err("a batch did not answer a list".into());
+                };
+                for a in answers {
+                    ids.push(str_at(&data_of(a)?, "/createCustomer/id")?.to_owned());
+                }
+            }
+            AnyResult::Ok(ids)
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for t in tasks {
+        ids.extend(t.await??);
+    }
+    Ok(ids)
+}
+
+fn subscribe_body(customer: &str, plan: &str) -> Value {
+    json!({ "query": SUBSCRIBE, "variables": { "i": { "customerId": customer, "planId": plan,
+        "successUrl": "https://app.example/projects?paid=1", "cancelUrl": "https://app.example/plans" } } })
+}
+
+// ---- subscribe + checkout -------------------------------------------------------------
+
+/// What a browser does on the sandbox's checkout page: submit the card that succeeds. The
+/// page answers 303 to the success URL once the webhook has been delivered.
+async fn pay(client: &reqwest::Client, url: &str) -> AnyResult<()> {
+    let r = client
+        .post(url)
+        .form(&[
+            ("card_number", "4242 4242 4242 4242"),
+            ("expiry", "12/34"),
+            ("cvc", "123"),
+        ])
+        .send()
+        .await?;
+    match r.headers().get("location").and_then(|l| l.to_str().ok()) {
+        Some(l) if r.status().is_redirection() && l.contains("paid=1") => Ok(()),
+        _ => Err(format!(
+            "checkout answered {} {:?}",
+            r.status(),
+            r.headers().get("location")
+        )
+        .into()),
+    }
+}
+
+async fn subscribe_and_check_out(
+    client: &reqwest::Client,
+    server: &Arc<Server>,
+    catalog: &PaidCatalog,
+) -> AnyResult<Vec<String>> {
+    let flows = usize::try_from(env_number("BENCH_FLOWS", 2000)?.max(CONCURRENCY as u64))?;
+    let customers = seed_customers(client, server, "flow", flows).await?;
+    let queue = Arc::new(Mutex::new(customers));
+    let statements = sql_statements(client, &server.base).await?;
+    let cpu = cpu_time(server.pid());
+    reset_peak_rss(server.pid());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, server, queue, plan) = (
+            client.clone(),
+            server.clone(),
+            queue.clone(),
+            catalog.paid_plan.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut subscriptions = Vec::new();
+            loop {
+                let next = queue.lock().map(|mut q| q.pop()).unwrap_or_default();
+                let Some(customer) = next else { break };
+                let sent = Instant::now();
+                let d = data_of(gql(&client, &server, &subscribe_body(&customer, &plan)).await?)?;
+                let out = &d["createSubscription"];
+                if out["subscription"]["status"] != "INCOMPLETE" {
+                    return Err(format!("createSubscription answered {out}").into());
+                }
+                pay(&client, str_at(out, "/checkout/url")?).await?;
+                latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                subscriptions.push(str_at(out, "/subscription/id")?.to_owned());
+            }
+            AnyResult::Ok((latencies, subscriptions))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut subscriptions = Vec::new();
+    for t in tasks {
+        let (l, s) = t.await??;
+        latencies.extend(l);
+        subscriptions.extend(s);
+    }
+    let elapsed = started.elapsed();
+    let statements = sql_statements(client, &server.base).await? - statements;
+    let cpu = cpu
+        .zip(cpu_time(server.pid()))
+        .map(|(b, a)| a.saturating_sub(b));
+    latencies.sort_unstable();
+    // Every flow ended in a live subscription: ask the server, not our own bookkeeping.
+    let d = gql_one(
+        client,
+        server,
+        "query($id: ID!){ subscription(id:$id){ status } }",
+        json!({ "id": subscriptions[0] }),
+    )
+    .await?;
+    let mut active = usize::from(d["subscription"]["status"] == "ACTIVE");
+    for id in subscriptions
+        .iter()
+        .skip(1)
+        .step_by(subscriptions.len() / 50 + 1)
+    {
+        let d = gql_one(
+            client,
+            server,
+            "query($id: ID!){ subscription(id:$id){ status } }",
+            json!({ "id": id }),
+        )
+        .await?;
+        active += usize::from(d["subscription"]["status"] == "ACTIVE");
+    }
+    let checked = 1 + subscriptions
+        .len()
+        .saturating_sub(1)
+        .div_ceil(subscriptions.len() / 50 + 1);
+    println!();
+    println!("## subscribe + checkout (sandbox), {CONCURRENCY} flows at a time");
+    println!();
+    println!(
+        "| flows | flows/s | p50 ms | p99 ms | SQL/flow | server CPU ms/flow | server peak RSS MiB | ACTIVE after (sampled) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {active}/{checked} |",
+        subscriptions.len(),
+        subscriptions.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        statements as f64 / subscriptions.len() as f64,
+        cpu.map_or("—".into(), |c| format!(
+            "{:.2}",
+            c.as_secs_f64() * 1e3 / subscriptions.len() as f64
+        )),
+        proc_status_kib(server.pid(), "VmHWM")
+            .map_or("—".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+    );
+    println!();
+    println!(
+        "A flow is `createSubscription` (checkout session at the sandbox) plus the card form's POST, which verifies the card, sends the signed webhook to `/providers/sandbox/webhook`, waits for it to be processed (activation, outbox events) and answers 303 to the success URL."
+    );
+    Ok(subscriptions)
+}
+
+// ---- event delivery to websocket subscribers ------------------------------------------
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open_subscriber(base: &str, token: &str) -> AnyResult<Ws> {
+    let mut req =
+        format!("{}/graphql/ws", base.replace("http://", "ws://")).into_client_request()?;
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }).to_string())).await?;
+    match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) if t.contains("connection_ack") => {}
+        other => return Err(format!("no connection_ack: {other:?}").into()),
+    }
+    let query = "subscription { billingEvents { cursor kind customerId } }";
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": query } }).to_string(),
+    ))
+    .await?;
+    Ok(ws)
+}
+
+/// When each measured mutation was sent and answered, by the customer it is about.
+type Sent = Arc<Mutex<HashMap<String, (Instant, Instant)>>>;
+
+async fn event_delivery(
+    client: &reqwest::Client,
+    server: &Arc<Server>,
+    catalog: &PaidCatalog,
+) -> AnyResult<()> {
+    let subscribers = usize::try_from(env_number("BENCH_SUBSCRIBERS", 1000)?.max(1))?;
+    let rate = env_number("BENCH_EVENT_RATE", 20)?.max(1);
+    let seconds = env_number("BENCH_SECONDS", 10)?.max(1);
+    let ops = usize::try_from(rate * seconds)?;
+    let customers = seed_customers(client, server, "events", ops + 1).await?;
+    let (warm, measured) = customers.split_first().ok_or("no customers")?;
+
+    eprintln!("events: opening {subscribers} websocket subscribers");
+    let mut sockets = Vec::with_capacity(subscribers);
+    for chunk in (0..subscribers).collect::<Vec<_>>().chunks(50) {
+        let opened = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|_| open_subscriber(&server.base, &server.token)),
+        )
+        .await;
+        for ws in opened {
+            sockets.push(ws?);
+        }
+    }
+    let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
+    let measured_set: Arc<std::collections::HashSet<String>> =
+        Arc::new(measured.iter().cloned().collect());
+    let (live_tx, mut live_rx) = tokio::sync::mpsc::channel::<()>(subscribers);
+    let deadline = Arc::new(Mutex::new(None::<Instant>));
+    let mut listeners = Vec::with_capacity(subscribers);
+    for mut ws in sockets {
+        let (sent, measured_set, live_tx, deadline, warm) = (
+            sent.clone(),
+            measured_set.clone(),
+            live_tx.clone(),
+            deadline.clone(),
+            warm.clone(),
+        );
+        listeners.push(tokio::spawn(async move {
+            // (from the request being sent, from its answer), in µs; the answer comes after
+            // the commit, so the second is a lower bound and may be negative.
+            let mut seen: Vec<(i64, i64)> = Vec::new();
+            loop {
+                let limit = deadline.lock().ok().and_then(|d| *d);
+                let next = match limit {
+                    Some(at) => {
+                        match tokio::time::timeout_at(tokio::time::Instant::from_std(at), ws.next())
+                            .await
+                        {
+                            Ok(n) => n,
+                            Err(_) => break,
+                        }
+                    }
+                    None => ws.next().await,
+                };
+                let Some(Ok(Message::Text(text))) = next else {
+                    break;
+                };
+                let arrived = Instant::now();
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                let e = &v["payload"]["data"]["billingEvents"];
+                if e["kind"] != "SUBSCRIPTION_CREATED" {
+                    continue;
+                }
+                let Some(customer) = e["customerId"].as_str() else {
+                    continue;
+                };
+                if customer == warm {
+                    let _ = live_tx.send(()).await;
+                } else if measured_set.contains(customer) {
+                    let times = sent.lock().ok().and_then(|m| m.get(customer).copied());
+                    if let Some((at_send, at_answer)) = times {
+                        let micros = |from: Instant| match arrived.checked_duration_since(from) {
+                            Some(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+                            None => -i64::try_from(from.duration_since(arrived).as_micros())
+                                .unwrap_or(i64::MAX),
+                        };
+                        seen.push((micros(at_send), micros(at_answer)));
+                        if seen.len() == measured_set.len() {
+                            break;
+                        }
+                    }
+                }
+            }
+            seen
+        }));
+    }
+    drop(live_tx);
+    // Live once every subscriber has seen the warm-up event.
+    data_of(gql(client, server, &subscribe_body(warm, &catalog.free_plan)).await?)?;
+    for _ in 0..subscribers {
+        tokio::time::timeout(Duration::from_secs(60), live_rx.recv())
+            .await?
+            .ok_or("a subscriber closed")?;
+    }
+    eprintln!("events: {subscribers} subscribers live; {ops} mutations at {rate}/s");
+    let statements = sql_statements(client, &server.base).await?;
+    let cpu = cpu_time(server.pid());
+    reset_peak_rss(server.pid());
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let started = Instant::now();
+    for customer in measured {
+        tick.tick().await;
+        let at_send = Instant::now();
+        // Recorded before the answer arrives: a frame may beat the HTTP response.
+        sent.lock().map_err(|_| "poisoned")?.insert(
+            customer.clone(),
+            (at_send, at_send + Duration::from_secs(3600)),
+        );
+        data_of(
+            gql(
+                client,
+                server,
+                &subscribe_body(customer, &catalog.free_plan),
+            )
+            .await?,
+        )?;
+        let at_answer = Instant::now();
+        sent.lock()
+            .map_err(|_| "poisoned")?
+            .insert(customer.clone(), (at_send, at_answer));
+    }
+    let sending = started.elapsed();
+    *deadline.lock().map_err(|_| "poisoned")? = Some(Instant::now() + Duration::from_secs(10));
+    let mut from_send = Vec::new();
+    let mut from_answer = Vec::new();
+    for l in listeners {
+        for (s, a) in l.await? {
+            from_send.push(s);
+            from_answer.push(a);
+        }
+    }
+    let delivered_in = started.elapsed();
+    let statements = sql_statements(client, &server.base).await? - statements;
+    let cpu = cpu
+        .zip(cpu_time(server.pid()))
+        .map(|(b, a)| a.saturating_sub(b));
+    from_send.sort_unstable();
+    from_answer.sort_unstable();
+    let expected = ops * subscribers;
+    let ms = |v: &[i64], p: f64| {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+        v[rank.clamp(1, v.len()) - 1] as f64 / 1000.0
+    };
+    println!();
+    println!(
+        "## event delivery: {subscribers} websocket subscribers (admin, all events), {ops} mutations at {rate}/s"
+    );
+    println!();
+    println!(
+        "| frames expected | frames received | p50 ms | p99 ms | max ms | p50 ms after the answer | p99 ms after the answer | SQL statements | server CPU s | server peak RSS MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {expected} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {statements} | {} | {} |",
+        from_send.len(),
+        ms(&from_send, 50.0),
+        ms(&from_send, 99.0),
+        ms(&from_send, 100.0),
+        ms(&from_answer, 50.0),
+        ms(&from_answer, 99.0),
+        cpu.map_or("—".into(), |c| format!("{:.2}", c.as_secs_f64())),
+        proc_status_kib(server.pid(), "VmHWM")
+            .map_or("—".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+    );
+    println!();
+    println!(
+        "Latency runs from sending `createSubscription` (free plan: active at once; its commit writes SUBSCRIPTION_CREATED and SUBSCRIPTION_ACTIVATED) to the SUBSCRIPTION_CREATED frame at each subscriber; the commit lies between the request and its answer, so the two columns bound commit-to-frame from above and below. Mutations took {:.1} s to send; all frames were in {:.1} s after the first.",
+        sending.as_secs_f64(),
+        delivered_in.as_secs_f64()
+    );
+    Ok(())
+}
+
+// ---- recordUsage ----------------------------------------------------------------------
+
+async fn record_usage(
+    client: &reqwest::Client,
+    server: &Arc<Server>,
+    catalog: &PaidCatalog,
+    subscriptions: Vec<String>,
+) -> AnyResult<()> {
+    if subscriptions.is_empty() {
+        return Err("recordUsage needs the subscribe workload's live subscriptions".into());
+    }
+    let seconds = env_number("BENCH_SECONDS", 10)?.max(1);
+    let subscriptions = Arc::new(subscriptions);
+    let target = GqlTarget::of(server);
+    let bandwidth = catalog.bandwidth.clone();
+    let keys = Arc::new(AtomicU64::new(0));
+    let make: Arc<MakeRequest> = Arc::new(move |client, rng| {
+        let sub = &subscriptions[rng.below(subscriptions.len())];
+        let key = keys.fetch_add(1, Ordering::Relaxed);
+        let body = json!({ "query": RECORD_USAGE, "variables": { "i": {
+            "subscriptionId": sub, "productId": bandwidth, "quantity": "1.5",
+            "idempotencyKey": format!("bench-{key}") } } });
+        target.post(client, body.to_string())
+    });
+    let row = measure(
+        client,
+        Workload {
+            name: "recordUsage (GraphQL)",
+            make,
+            server: Some(server),
+        },
+        Duration::from_secs(seconds),
+    )
+    .await?;
+    println!();
+    println!(
+        "## recordUsage, {CONCURRENCY} concurrent clients, {seconds} s after a {} s warm-up",
+        WARM_UP.as_secs()
+    );
+    println!();
+    print_rows(&[row]);
+    Ok(())
+}
+
+// ---- invoicing ------------------------------------------------------------------------
+
+struct InvoicingRun {
+    subscriptions: usize,
+    usage_records: usize,
+    seed: Duration,
+    cards: Duration,
+    schedule: Duration,
+    schedule_statements: u64,
+    month_end: Duration,
+    month_end_statements: u64,
+    month_end_cpu: Option<Duration>,
+    peak_rss_kib: Option<u64>,
+    paid: i64,
+    other_invoices: i64,
+    total: String,
+}
+
+/// One invoicing run on a fresh server with the test clock: catalog over the API,
+/// customers, live subscriptions and usage written straight into the SQLite file (the API
+/// paths that make them are measured above), cards saved through the sandbox's hosted
+/// payment-details page, then the clock moved past the period's end.
+async fn invoicing(
+    bin: &std::path::Path,
+    client: &reqwest::Client,
+    size: usize,
+) -> AnyResult<InvoicingRun> {
+    let mut server = start_server(
+        bin,
+        &[
+            ("BILLING_TEST_CLOCK", "1".into()),
+            // Only the measured clock moves run the jobs.
+            ("BILLING_JOBS_INTERVAL_SECS", "100000000".into()),
+        ],
+    )?;
+    wait_healthy(client, &mut server).await?;
+    let server = Arc::new(server);
+    let long = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3600))
+        .build()?;
+    let advance = |to: DateTime<Utc>| {
+        let (long, server) = (long.clone(), server.clone());
+        async move {
+            let d = gql_one(
+                &long,
+                &server,
+                "mutation($t: DateTime!){ advanceClock(to:$t) }",
+                json!({ "t": to.to_rfc3339() }),
+            )
+            .await?;
+            AnyResult::Ok(str_at(&d, "/advanceClock")?.parse::<DateTime<Utc>>()?)
+        }
+    };
+    let t0 = advance(Utc::now() + TimeDelta::seconds(1)).await?;
+
+    // The catalog: a 14-day free trial, then 0.0125/h for the container and graduated
+    // bandwidth beyond the package's 100 GB (0.09/GB up to 100, 0.05 above).
+    let product = "mutation($input: CreateProductInput!){ createProduct(input:$input){ id } }";
+    let container = create(
+        client,
+        &server,
+        product,
+        json!({ "name": "Container", "kind": "PACKAGE", "unitType": "CORE" }),
+    )
+    .await?;
+    let bandwidth = create(
+        client,
+        &server,
+        product,
+        json!({ "name": "Bandwidth", "kind": "METERED_RESOURCE",
+        "resource": "bandwidth", "unitType": "GB" }),
+    )
+    .await?;
+    create(client, &server, "mutation($input: CreatePackageInput!){ createPackage(input:$input){ id } }", json!({
+        "productId": container, "name": "Small", "cpu": "1", "memoryMb": 1024, "includedStorageGb": "10",
+        "includedBandwidthGb": "100", "includedBackupStorageGb": "0" })).await?;
+    let plan = create(client, &server, "mutation($input: CreatePlanInput!){ createPlan(input:$input){ id } }", json!({
+        "name": "Metered", "tierMode": "GRADUATED", "phases": [
+        { "kind": "TRIAL", "duration": { "count": 14, "unit": "DAY" }, "prices": [
+            { "productId": container, "currency": "USD", "unitAmount": "0", "interval": "HOUR" },
+            { "productId": bandwidth, "currency": "USD", "unitAmount": "0", "interval": "UNIT" } ] },
+        { "kind": "FINAL", "prices": [
+            { "productId": container, "currency": "USD", "unitAmount": "0.0125", "interval": "HOUR" },
+            { "productId": bandwidth, "currency": "USD", "maxQuantity": "100", "unitAmount": "0.09", "interval": "UNIT" },
+            { "productId": bandwidth, "currency": "USD", "unitAmount": "0.05", "interval": "UNIT" } ] } ] })).await?;
+
+    eprintln!("invoicing {size}: seeding");
+    let seed_started = Instant::now();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&server.db_file)
+                .busy_timeout(Duration::from_secs(60)),
+        )
+        .await?;
+    let customers = seed_subscribers(
+        &pool,
+        size,
+        t0,
+        Uuid::parse_str(&plan)?,
+        Uuid::parse_str(&bandwidth)?,
+    )
+    .await?;
+    let usage_records: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_record")
+        .fetch_one(&pool)
+        .await?;
+    let seed = seed_started.elapsed();
+
+    eprintln!("invoicing {size}: saving {size} cards through the sandbox's payment-details page");
+    let cards_started = Instant::now();
+    save_cards(client, &server, customers).await?;
+    let cards = cards_started.elapsed();
+
+    // First pass: the clock schedules every subscription it has not seen (phase entered,
+    // next visit at the trial's end).
+    let statements = sql_statements(client, &server.base).await?;
+    let started = Instant::now();
+    advance(t0 + TimeDelta::hours(1)).await?;
+    let schedule = started.elapsed();
+    let schedule_statements = sql_statements(client, &server.base).await? - statements;
+
+    // Month end: trial → final (one PHASE_CHANGED each), invoice period 0, collect.
+    eprintln!("invoicing {size}: month end");
+    reset_peak_rss(server.pid());
+    let statements = sql_statements(client, &server.base).await?;
+    let cpu = cpu_time(server.pid());
+    let started = Instant::now();
+    advance(phase_end_of_period(t0)).await?;
+    let month_end = started.elapsed();
+    let month_end_cpu = cpu
+        .zip(cpu_time(server.pid()))
+        .map(|(b, a)| a.saturating_sub(b));
+    let month_end_statements = sql_statements(client, &server.base).await? - statements;
+    let peak_rss_kib = proc_status_kib(server.pid(), "VmHWM");
+
+    let paid: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoice WHERE status = 'PAID'")
+        .fetch_one(&pool)
+        .await?;
+    let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoice")
+        .fetch_one(&pool)
+        .await?;
+    let totals: Vec<String> = sqlx::query_scalar("SELECT total FROM invoice")
+        .fetch_all(&pool)
+        .await?;
+    let total: rust_decimal::Decimal = totals
+        .iter()
+        .filter_map(|t| t.parse::<rust_decimal::Decimal>().ok())
+        .sum();
+    pool.close().await;
+    Ok(InvoicingRun {
+        subscriptions: size,
+        usage_records: usize::try_from(usage_records)?,
+        seed,
+        cards,
+        schedule,
+        schedule_statements,
+        month_end,
+        month_end_statements,
+        month_end_cpu,
+        peak_rss_kib,
+        paid,
+        other_invoices: all - paid,
+        total: total.to_string(),
+    })
+}
+
+/// One second past the end of billing period 0 of a subscription started at `t0`.
+fn phase_end_of_period(t0: DateTime<Utc>) -> DateTime<Utc> {
+    t0.checked_add_months(chrono::Months::new(1)).unwrap_or(t0) + TimeDelta::seconds(1)
+}
+
+/// Customers with billing start `t0`, each with an ACTIVE sandbox subscription to `plan`
+/// started at `t0` and three bandwidth readings in the period (20–180 GB in all, so most
+/// go beyond the 100 GB included). Written in transactions of 1,000 customers.
+async fn seed_subscribers(
+    pool: &SqlitePool,
+    n: usize,
+    t0: DateTime<Utc>,
+    plan: Uuid,
+    bandwidth: Uuid,
+) -> AnyResult<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    let mut rng = Rng::new(7);
+    for chunk_start in (0..n).step_by(1000) {
+        let mut tx = pool.begin().await?;
+        for i in chunk_start..(chunk_start + 1000).min(n) {
+            let (customer, sub) = (Uuid::now_v7(), Uuid::now_v7());
+            let (external, name, email) = (
+                format!("inv-{i}"),
+                format!("Invoiced {i}"),
+                format!("inv{i}@bench.example.com"),
+            );
+            sqlx::query(
+                "INSERT INTO customer (id, external_id, name, email, currency, billing_start, search_text, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, 'USD', ?, ?, ?, ?)",
+            )
+            .bind(customer).bind(&external).bind(&name).bind(&email).bind(t0)
+            .bind(format!("{external}\n{name}\n{email}").to_lowercase()).bind(t0).bind(t0)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO subscription (id, customer_id, plan_id, provider, status, started_at, cancel_at_period_end, created_at, updated_at) \
+                 VALUES (?, ?, ?, 'sandbox', 'ACTIVE', ?, false, ?, ?)",
+            )
+            .bind(sub).bind(customer).bind(plan).bind(t0).bind(t0).bind(t0)
+            .execute(&mut *tx)
+            .await?;
+            for day in [5, 15, 25] {
+                let gb = 10 + rng.below(51); // 10–60 GB a reading
+                sqlx::query(
+                    "INSERT INTO usage_record (id, subscription_id, customer_id, product_id, quantity, at, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(Uuid::now_v7()).bind(sub).bind(customer).bind(bandwidth).bind(gb.to_string())
+                .bind(t0 + TimeDelta::days(day)).bind(t0)
+                .execute(&mut *tx)
+                .await?;
+            }
+            ids.push(customer.to_string());
+        }
+        tx.commit().await?;
+    }
+    Ok(ids)
+}
+
+/// For each customer: `updatePaymentDetails`, then the hosted page's form with the card
+/// that succeeds (the sandbox saves it and sends PAYMENT_DETAILS_UPDATED by webhook).
+async fn save_cards(
+    client: &reqwest::Client,
+    server: &Arc<Server>,
+    customers: Vec<String>,
+) -> AnyResult<()> {
+    let queue = Arc::new(Mutex::new(customers));
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, server, queue) = (client.clone(), server.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().map(|mut q| q.pop()).unwrap_or_default();
+                let Some(customer) = next else { break };
+                let d = gql_one(&client, &server,
+                    "mutation($c: ID!){ updatePaymentDetails(customerId:$c, returnUrl:\"https://app.example/billing\"){ url } }",
+                    json!({ "c": customer })).await?;
+                let url = str_at(&d, "/updatePaymentDetails/url")?;
+                let r = client.post(url).form(&[("card_number", "4242424242424242")]).send().await?;
+                if !r.status().is_redirection() {
+                    return Err(format!("payment-details page answered {}", r.status()).into());
+                }
+            }
+            AnyResult::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+fn print_invoicing(runs: &[InvoicingRun]) {
+    println!();
+    println!("## invoicing: one move of the test clock past the period's end");
+    println!();
+    println!(
+        "| subscriptions | usage records | month-end run s | subscriptions/s | SQL statements | SQL/subscription | server CPU s | server peak RSS MiB | invoices PAID | other invoices | invoiced total USD | first pass s (SQL) | seeding s (SQL) | cards saved s |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in runs {
+        println!(
+            "| {} | {} | {:.1} | {:.0} | {} | {:.1} | {} | {} | {} | {} | {} | {:.1} ({}) | {:.1} | {:.1} |",
+            r.subscriptions,
+            r.usage_records,
+            r.month_end.as_secs_f64(),
+            r.subscriptions as f64 / r.month_end.as_secs_f64(),
+            r.month_end_statements,
+            r.month_end_statements as f64 / r.subscriptions as f64,
+            r.month_end_cpu
+                .map_or("—".into(), |c| format!("{:.1}", c.as_secs_f64())),
+            r.peak_rss_kib
+                .map_or("—".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+            r.paid,
+            r.other_invoices,
+            r.total,
+            r.schedule.as_secs_f64(),
+            r.schedule_statements,
+            r.seed.as_secs_f64(),
+            r.cards.as_secs_f64(),
+        );
+    }
+    if let [small, .., large] = runs {
+        println!();
+        println!(
+            "Growth from {} to {} subscriptions: ×{:.1} subscriptions, ×{:.2} time, ×{:.2} statements.",
+            small.subscriptions,
+            large.subscriptions,
+            large.subscriptions as f64 / small.subscriptions as f64,
+            large.month_end.as_secs_f64() / small.month_end.as_secs_f64(),
+            large.month_end_statements as f64 / small.month_end_statements.max(1) as f64,
+        );
+    }
+}
