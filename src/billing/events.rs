@@ -153,8 +153,11 @@ impl Billing {
                         batch.push(e);
                     }
                     if !batch.is_empty() {
-                        self.hub.published.store(cursor, Ordering::Release);
+                        // Sent before it is announced as published: a subscriber that sees
+                        // the new position finds the batch in its channel, unless it
+                        // subscribed after the send and must read the log.
                         let _ = self.hub.batches.send(batch.into());
+                        self.hub.published.store(cursor, Ordering::Release);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "event hub cannot read the log"),
@@ -274,14 +277,23 @@ struct Follow {
 
 impl Follow {
     async fn next(&mut self) -> Option<BillingResult<BillingEvent>> {
-        use tokio::sync::broadcast::error::RecvError;
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         loop {
             if let Some(e) = self.buffer.pop_front() {
                 return Some(Ok(e));
             }
             let published = self.billing.hub.published();
             if self.cursor < published {
-                // Behind the hub (a resumed cursor, or lagging): catch up from the log.
+                // Behind the hub: a batch may be waiting in the channel...
+                match self.batches.try_recv() {
+                    Ok(batch) => {
+                        self.take(&batch);
+                        continue;
+                    }
+                    Err(TryRecvError::Closed) => return None,
+                    Err(TryRecvError::Empty | TryRecvError::Lagged(_)) => {}
+                }
+                // ...or it is not (a resumed cursor, or lagging): catch up from the log.
                 let found = self
                     .billing
                     .log_after(self.cursor, published, self.scope, PAGE)
@@ -299,20 +311,23 @@ impl Follow {
                 continue;
             }
             match self.batches.recv().await {
-                Ok(batch) => {
-                    for e in batch.iter().filter(|e| e.seq > self.cursor) {
-                        if self.scope.is_none_or(|c| c == e.customer_id) {
-                            self.buffer.push_back(e.clone());
-                        }
-                    }
-                    if let Some(last) = batch.last() {
-                        self.cursor = self.cursor.max(last.seq);
-                    }
-                }
+                Ok(batch) => self.take(&batch),
                 // Fell behind: the loop catches up from the log.
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return None,
             }
+        }
+    }
+
+    /// Queues this subscriber's events of a published batch.
+    fn take(&mut self, batch: &[BillingEvent]) {
+        for e in batch.iter().filter(|e| e.seq > self.cursor) {
+            if self.scope.is_none_or(|c| c == e.customer_id) {
+                self.buffer.push_back(e.clone());
+            }
+        }
+        if let Some(last) = batch.last() {
+            self.cursor = self.cursor.max(last.seq);
         }
     }
 }
