@@ -149,6 +149,8 @@ pub struct InvoiceInput<'a> {
 pub enum LineKind {
     Recurring,
     Metered,
+    /// Money paid in advance (the first checkout) set against recurring charges: negative.
+    Prepaid,
 }
 
 /// One invoice line: one item or metered product over one slice.
@@ -513,6 +515,143 @@ pub fn compute_invoice(input: &InvoiceInput<'_>) -> InvoiceDraft {
             sum.saturating_add(line.amount)
         });
     InvoiceDraft { lines, total }
+}
+
+/// Sets up to `available` of money paid in advance against the draft's recurring charges:
+/// one PREPAID line per product (negative, never beyond what that product's recurring lines
+/// charge), in the order the products first appear; the total is summed again. Amounts are
+/// already at the currency's scale, so the credit needs no rounding. Returns what it used;
+/// the rest is left for later invoices.
+pub fn apply_prepayment(draft: &mut InvoiceDraft, available: Decimal) -> Decimal {
+    let mut left = available.max(Decimal::ZERO);
+    let mut credits = Vec::new();
+    for (i, first) in draft.lines.iter().enumerate() {
+        if first.kind != LineKind::Recurring
+            || draft.lines[..i]
+                .iter()
+                .any(|l| l.kind == LineKind::Recurring && l.product_id == first.product_id)
+        {
+            continue;
+        }
+        let charged: Decimal = draft
+            .lines
+            .iter()
+            .filter(|l| l.kind == LineKind::Recurring && l.product_id == first.product_id)
+            .map(|l| l.amount)
+            .sum();
+        let credit = charged.min(left);
+        if credit <= Decimal::ZERO {
+            continue;
+        }
+        left -= credit;
+        let end = draft
+            .lines
+            .iter()
+            .filter(|l| l.product_id == first.product_id)
+            .map(|l| l.end)
+            .max()
+            .unwrap_or(first.end);
+        credits.push(Line {
+            kind: LineKind::Prepaid,
+            quantity: Decimal::ONE,
+            usage: Decimal::ZERO,
+            included: Decimal::ZERO,
+            unit_amount: -credit,
+            rule_id: None,
+            interval: None,
+            matched: true,
+            unrounded: -credit,
+            amount: -credit,
+            end,
+            ..first.clone()
+        });
+    }
+    let used = available.max(Decimal::ZERO) - left;
+    draft.lines.extend(credits);
+    // The credit lines add up to -used, so the total stays the sum of the lines. (Only
+    // when there is one: rust_decimal's 0.00 - 0 is 0, which would lose the scale.)
+    if !used.is_zero() {
+        draft.total -= used;
+    }
+    used
+}
+
+#[cfg(test)]
+mod prepayment {
+    use super::*;
+    use chrono::TimeZone;
+    use rust_decimal::dec;
+
+    fn line(kind: LineKind, product: u128, day: u32, amount: Decimal) -> Line {
+        let at = |d| Utc.with_ymd_and_hms(2027, 1, d, 0, 0, 0).unwrap();
+        Line {
+            kind,
+            product_id: Uuid::from_u128(product),
+            plan_index: 0,
+            phase: PhaseKind::Final,
+            start: at(day),
+            end: at(day + 10),
+            quantity: Decimal::ONE,
+            usage: Decimal::ZERO,
+            included: Decimal::ZERO,
+            unit_amount: amount,
+            rule_id: None,
+            interval: Some(Interval::Month),
+            matched: true,
+            unrounded: amount,
+            amount,
+        }
+    }
+
+    fn draft(lines: Vec<Line>) -> InvoiceDraft {
+        let total = lines.iter().map(|l| l.amount).sum();
+        InvoiceDraft { lines, total }
+    }
+
+    #[test]
+    fn a_prepaid_month_offsets_its_recurring_lines_and_nothing_else() {
+        let mut d = draft(vec![
+            line(LineKind::Recurring, 1, 1, dec!(3.23)),
+            line(LineKind::Metered, 9, 1, dec!(4.00)),
+            line(LineKind::Recurring, 1, 11, dec!(6.77)),
+        ]);
+        assert_eq!(apply_prepayment(&mut d, dec!(10.00)), dec!(10.00));
+        let credit = d.lines.last().unwrap();
+        assert_eq!(
+            (credit.kind, credit.product_id, credit.amount, credit.end),
+            (
+                LineKind::Prepaid,
+                Uuid::from_u128(1),
+                dec!(-10.00),
+                d.lines[2].end
+            )
+        );
+        // Usage is still charged; the lines still sum to the total.
+        assert_eq!(d.total, dec!(4.00));
+        assert_eq!(d.total, d.lines.iter().map(|l| l.amount).sum::<Decimal>());
+    }
+
+    #[test]
+    fn credit_never_exceeds_the_charge_and_the_rest_is_kept() {
+        let mut d = draft(vec![
+            line(LineKind::Recurring, 1, 1, dec!(2.50)),
+            line(LineKind::Recurring, 2, 1, dec!(1.00)),
+        ]);
+        assert_eq!(apply_prepayment(&mut d, dec!(10.00)), dec!(3.50));
+        assert_eq!(d.total, dec!(0.00));
+        let credits: Vec<Decimal> = d
+            .lines
+            .iter()
+            .filter(|l| l.kind == LineKind::Prepaid)
+            .map(|l| l.amount)
+            .collect();
+        assert_eq!(credits, [dec!(-2.50), dec!(-1.00)]);
+
+        let mut none = draft(vec![line(LineKind::Recurring, 1, 1, dec!(2.50))]);
+        assert_eq!(apply_prepayment(&mut none, Decimal::ZERO), Decimal::ZERO);
+        assert_eq!(none.lines.len(), 1);
+        assert_eq!(none.total, dec!(2.50));
+    }
 }
 
 #[cfg(test)]

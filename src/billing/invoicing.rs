@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::{Dec, customer, event, invoice, invoice_line, subscription, subscription_phase};
+use entity::{
+    Dec, checkout, customer, event, invoice, invoice_line, subscription, subscription_phase,
+};
 use futures_util::{StreamExt, stream};
 use providers::{ChargeRequest, PaymentOutcome, ProviderError};
 use rust_decimal::Decimal;
@@ -21,12 +23,14 @@ use uuid::Uuid;
 use super::Billing;
 use super::access::Principal;
 use super::catalog::{Catalog, Plan};
-use super::codes::{Code, EventKind, InvoiceStatus, ProductKind, SubscriptionStatus, parse};
+use super::codes::{
+    CheckoutStatus, Code, EventKind, InvoiceStatus, ProductKind, SubscriptionStatus, parse,
+};
 use super::error::{BillingError, BillingResult};
 use super::events::record;
 use super::invoice::{
     Included, InvoiceDraft, InvoiceInput, Item, LineKind, MeteredProduct, PlanSpan, PlanTerms,
-    UsageRecord, compute_invoice,
+    UsageRecord, apply_prepayment, compute_invoice,
 };
 use super::phase::{
     PhaseKind, PhaseSpec, billing_period, next_phase_change, period_containing, phase_at,
@@ -264,7 +268,7 @@ impl Billing {
                 quantity: u.quantity,
             })
             .collect();
-        let draft = compute_invoice(&InvoiceInput {
+        let mut draft = compute_invoice(&InvoiceInput {
             period_start,
             period_end,
             charge_from: None,
@@ -277,7 +281,46 @@ impl Billing {
             currency: &customer.currency,
             region: customer.region.as_deref(),
         });
+        let prepaid = self.prepayment_left(sub.id, period_start).await?;
+        apply_prepayment(&mut draft, prepaid);
         Ok((draft, period_start, period_end, customer.currency.clone()))
+    }
+
+    /// What the subscription paid in advance (its successful checkouts) and earlier
+    /// invoices, those of periods before `before`, have not yet set against charges.
+    async fn prepayment_left(
+        &self,
+        subscription_id: Uuid,
+        before: DateTime<Utc>,
+    ) -> BillingResult<Decimal> {
+        let paid: Decimal = checkout::Entity::find()
+            .filter(checkout::Column::SubscriptionId.eq(subscription_id))
+            .filter(checkout::Column::Status.eq(CheckoutStatus::Succeeded.code()))
+            .all(self.db.conn())
+            .await?
+            .iter()
+            .map(|c| c.amount.0)
+            .sum();
+        if paid <= Decimal::ZERO {
+            return Ok(Decimal::ZERO);
+        }
+        let earlier: Vec<Uuid> = invoice::Entity::find()
+            .select_only()
+            .column(invoice::Column::Id)
+            .filter(invoice::Column::SubscriptionId.eq(subscription_id))
+            .filter(invoice::Column::PeriodStart.lt(before))
+            .into_tuple()
+            .all(self.db.conn())
+            .await?;
+        let used: Decimal = invoice_line::Entity::find()
+            .filter(invoice_line::Column::InvoiceId.is_in(earlier))
+            .filter(invoice_line::Column::Kind.eq("PREPAID"))
+            .all(self.db.conn())
+            .await?
+            .iter()
+            .map(|l| -l.amount.0)
+            .sum();
+        Ok((paid - used).max(Decimal::ZERO))
     }
 
     /// The invoice so far for the current period (not stored).
@@ -648,6 +691,7 @@ impl Billing {
                 kind: Set(match l.kind {
                     LineKind::Recurring => "RECURRING",
                     LineKind::Metered => "METERED",
+                    LineKind::Prepaid => "PREPAID",
                 }
                 .to_owned()),
                 product_id: Set(l.product_id),
@@ -965,10 +1009,10 @@ fn stored(r: invoice::Model, lines: Vec<invoice_line::Model>) -> BillingResult<I
             .into_iter()
             .map(|l| {
                 Ok(InvoiceLine {
-                    kind: if l.kind == "METERED" {
-                        LineKind::Metered
-                    } else {
-                        LineKind::Recurring
+                    kind: match l.kind.as_str() {
+                        "METERED" => LineKind::Metered,
+                        "PREPAID" => LineKind::Prepaid,
+                        _ => LineKind::Recurring,
                     },
                     product_id: l.product_id,
                     phase: parse(&l.phase)?,

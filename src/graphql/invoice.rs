@@ -18,6 +18,8 @@ pub enum InvoiceLineKind {
     Recurring,
     /// Usage beyond the included amounts, over a slice of the period.
     Metered,
+    /// Paid in advance at checkout and set against a product's recurring lines (negative).
+    Prepaid,
 }
 
 #[derive(SimpleObject)]

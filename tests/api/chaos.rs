@@ -316,16 +316,21 @@ async fn an_invoice_charge_with_an_unknown_outcome_is_resent_under_its_key_and_p
         "ACTIVE"
     );
 
-    // The renewal charge: the provider cannot be reached, then answers garbage. Neither
-    // says whether money moved, so the invoice stays open and nothing is marked failed.
+    // The first month was paid at checkout. The renewal charge: the provider cannot be
+    // reached, then answers garbage. Neither says whether money moved, so the invoice
+    // stays open and nothing is marked failed.
     chaos.set(Mode::Refuses);
-    advance_minutes(&app, 31 * 24 * 60).await;
+    advance_minutes(&app, 63 * 24 * 60).await;
     chaos.set(Mode::Garbage);
     advance_minutes(&app, 11).await;
     let seen = invoice_and_status().await;
     assert_eq!(seen["subscription"]["status"], "ACTIVE");
     assert_eq!(
         seen["invoices"]["edges"][0]["node"],
+        json!({ "status": "PAID", "total": "0.00", "attempts": 0 })
+    );
+    assert_eq!(
+        seen["invoices"]["edges"][1]["node"],
         json!({ "status": "OPEN", "total": "10.00", "attempts": 0 })
     );
 
@@ -337,7 +342,7 @@ async fn an_invoice_charge_with_an_unknown_outcome_is_resent_under_its_key_and_p
     advance_minutes(&app, 11).await;
     let seen = invoice_and_status().await;
     assert_eq!(
-        seen["invoices"]["edges"][0]["node"],
+        seen["invoices"]["edges"][1]["node"],
         json!({ "status": "PAID", "total": "10.00", "attempts": 0 })
     );
     let keys = chaos.charges.lock().unwrap().clone();

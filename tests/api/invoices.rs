@@ -302,3 +302,62 @@ async fn an_idle_billing_clock_does_not_read_every_subscription() {
         idle_tick[0]
     );
 }
+
+#[tokio::test]
+async fn the_month_paid_at_checkout_is_not_charged_again() {
+    let app = TestApp::spawn().await;
+    let (plan, container) = crate::subscriptions::monthly_plan(&app, "10").await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let start = chrono::DateTime::parse_from_rfc3339("2027-05-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    advance(&app, start).await;
+    let out = subscribe(&app, &token, &customer, &plan).await;
+    assert_eq!(out["checkout"]["amount"], "10.00", "one month in advance");
+    pay(
+        &app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+
+    // Period 0 is what the checkout paid for: the invoice sets it against the charge.
+    advance(&app, start + chrono::TimeDelta::days(31)).await;
+    let all = invoices(&app, &customer).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["status"], "PAID");
+    assert_eq!(all[0]["total"], "0.00");
+    let lines: Vec<(&str, &str)> = all[0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["kind"].as_str().unwrap(), l["amount"].as_str().unwrap()))
+        .collect();
+    assert_eq!(lines, [("RECURRING", "10.00"), ("PREPAID", "-10.00")]);
+    let res = app
+        .admin(
+            "query($c: ID!) { invoices(customerId: $c) { edges { node { lines { productId } } } } }",
+            json!({ "c": customer }),
+        )
+        .await;
+    assert_eq!(
+        res.ok()["invoices"]["edges"][0]["node"]["lines"][1]["productId"],
+        json!(container)
+    );
+
+    // Period 1 is charged to the saved card, once.
+    advance(&app, start + chrono::TimeDelta::days(62)).await;
+    let all = invoices(&app, &customer).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        (all[1]["status"].as_str(), all[1]["total"].as_str()),
+        (Some("PAID"), Some("10.00"))
+    );
+    let kinds = event_kinds(&app, &customer).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "PAYMENT_SUCCEEDED").count(),
+        2,
+        "the checkout and period 1: {kinds:?}"
+    );
+}
