@@ -747,13 +747,14 @@ impl Billing {
 
     pub(crate) async fn customer_by_provider_ref(
         &self,
+        db: &impl ConnectionTrait,
         provider: &str,
         r: &str,
     ) -> BillingResult<Option<Uuid>> {
         Ok(provider_customer::Entity::find()
             .filter(provider_customer::Column::Provider.eq(provider))
             .filter(provider_customer::Column::ProviderRef.eq(r))
-            .one(self.db.conn())
+            .one(db)
             .await?
             .map(|m| m.customer_id))
     }

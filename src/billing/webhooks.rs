@@ -83,7 +83,7 @@ impl Billing {
             }
             (ProviderEventKind::PaymentMethodUpdated, _) => {
                 if let Some(customer) = self
-                    .customer_by_provider_ref(provider, &ev.object_ref)
+                    .customer_by_provider_ref(&*txn, provider, &ev.object_ref)
                     .await?
                 {
                     record(
