@@ -21,6 +21,15 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Subscriptions that ended before this step were billed as they were: the clock
+        // leaves them alone.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "UPDATE subscription SET next_billing_at = '9999-12-31T23:59:59+00:00' \
+                 WHERE status NOT IN ('INCOMPLETE', 'ACTIVE', 'TRIALING', 'PAST_DUE')",
+            )
+            .await?;
         let indexes = [
             Index::create()
                 .name("subscription_billing_due_idx")
@@ -46,6 +55,13 @@ impl MigrationTrait for Migration {
                 .col(Checkout::Status)
                 .col(Checkout::ExpiresAt)
                 .to_owned(),
+            // Webhooks name the provider's customer: find ours without a scan.
+            Index::create()
+                .name("provider_customer_ref_idx")
+                .table(ProviderCustomer::Table)
+                .col(ProviderCustomer::Provider)
+                .col(ProviderCustomer::ProviderRef)
+                .to_owned(),
             Index::create()
                 .name("checkout_reconcile_idx")
                 .table(Checkout::Table)
@@ -62,6 +78,10 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for (name, table) in [
             ("checkout_reconcile_idx", Checkout::Table.into_iden()),
+            (
+                "provider_customer_ref_idx",
+                ProviderCustomer::Table.into_iden(),
+            ),
             ("checkout_expiry_idx", Checkout::Table.into_iden()),
             ("invoice_collection_idx", Invoice::Table.into_iden()),
             ("event_subscription_idx", Event::Table.into_iden()),
@@ -105,6 +125,13 @@ enum Invoice {
     Table,
     Status,
     NextAttemptAt,
+}
+
+#[derive(DeriveIden)]
+enum ProviderCustomer {
+    Table,
+    Provider,
+    ProviderRef,
 }
 
 #[derive(DeriveIden)]

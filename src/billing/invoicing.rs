@@ -41,6 +41,13 @@ use super::subscriptions::within;
 /// changed (the column's default, so new subscriptions are picked up at once).
 pub const DUE_NOW: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
 
+/// The billing clock has nothing more to do for a subscription (it ended and its last
+/// invoice is issued). A plain date: on SQLite times compare as text.
+pub const NEVER: DateTime<Utc> = match DateTime::from_timestamp(253_402_300_799, 0) {
+    Some(t) => t, // 9999-12-31T23:59:59Z
+    None => DateTime::<Utc>::UNIX_EPOCH,
+};
+
 /// Asks the billing clock to look again, at its next tick, at the subscriptions matching
 /// `filter`: their phase windows moved (billing start or plan phases changed).
 pub(crate) async fn reschedule(
@@ -59,7 +66,8 @@ pub(crate) async fn reschedule(
 const CLOCK_BATCH: u64 = 500;
 /// Collection attempts in flight at once.
 const COLLECT_CONCURRENCY: usize = 16;
-/// The statuses the billing clock invoices.
+/// The statuses the billing clock invoices and moves through phases; a CANCELED
+/// subscription is visited once more for its final invoice.
 const BILLED: [SubscriptionStatus; 3] = [
     SubscriptionStatus::Active,
     SubscriptionStatus::Trialing,
@@ -486,7 +494,14 @@ impl Billing {
         let mut after: Option<Uuid> = None;
         loop {
             let mut q = subscription::Entity::find()
-                .filter(subscription::Column::Status.is_in(BILLED.map(|s| s.code())))
+                .filter(
+                    subscription::Column::Status.is_in(
+                        BILLED
+                            .iter()
+                            .chain([&SubscriptionStatus::Canceled])
+                            .map(|s| s.code()),
+                    ),
+                )
                 .filter(subscription::Column::NextBillingAt.lte(now))
                 .order_by_asc(subscription::Column::Id)
                 .limit(CLOCK_BATCH);
@@ -521,6 +536,12 @@ impl Billing {
                 let customer = customers
                     .get(&sub.customer_id)
                     .ok_or_else(|| BillingError::not_found("customer", sub.customer_id))?;
+                if sub.status == SubscriptionStatus::Canceled.code() {
+                    let done = issued_counts.get(&sub.id).copied().unwrap_or(0);
+                    issued += self.issue_final(sub, customer, done).await?;
+                    schedule.push((sub.id, NEVER));
+                    continue;
+                }
                 let specs = catalog.plan(sub.plan_id).map(|p| p.phase_specs());
                 if let Some(specs) = &specs {
                     self.record_phase_changes(sub, customer, specs, now).await?;
@@ -556,6 +577,33 @@ impl Billing {
             txn.commit().await?;
         }
         self.collect_due().await?;
+        Ok(issued)
+    }
+
+    /// A canceled subscription's last invoices: every period not yet invoiced up to the
+    /// cancellation, the last one charged up to that instant. Returns how many it issued.
+    async fn issue_final(
+        &self,
+        sub: &subscription::Model,
+        customer: &customer::Model,
+        done: u32,
+    ) -> BillingResult<usize> {
+        let (Some(started), Some(ended)) = (sub.started_at, sub.canceled_at) else {
+            return Ok(0); // never went live: nothing to bill
+        };
+        if ended <= started {
+            return Ok(0);
+        }
+        // The period holding the last second of service (a cancellation at a period's end
+        // closes that period, not the next).
+        let (last, _, last_end) = period_containing(started, ended - TimeDelta::seconds(1));
+        let mut issued = 0;
+        for k in done..=last {
+            let until = (k == last && ended < last_end).then_some(ended);
+            if self.issue_until(sub, customer, k, until).await? {
+                issued += 1;
+            }
+        }
         Ok(issued)
     }
 
@@ -649,7 +697,18 @@ impl Billing {
         customer: &customer::Model,
         k: u32,
     ) -> BillingResult<bool> {
-        let (draft, start, end, currency) = self.compute(sub, customer, k, None).await?;
+        self.issue_until(sub, customer, k, None).await
+    }
+
+    /// Issues period `k`'s invoice charged up to `until` (None: the whole period).
+    async fn issue_until(
+        &self,
+        sub: &subscription::Model,
+        customer: &customer::Model,
+        k: u32,
+        until: Option<DateTime<Utc>>,
+    ) -> BillingResult<bool> {
+        let (draft, start, end, currency) = self.compute(sub, customer, k, until).await?;
         let now = self.clock.now();
         let id = Uuid::now_v7();
         let status = if draft.total.is_zero() {
@@ -854,6 +913,9 @@ impl Billing {
         };
         let mut sub_status: Option<SubscriptionStatus> = None;
         let current: SubscriptionStatus = parse(&sub.status)?;
+        // A final invoice of an ended subscription is still collected, but the
+        // subscription stays as it is.
+        let live = BILLED.contains(&current);
         match outcome {
             PaymentOutcome::Succeeded { provider_ref } => {
                 am.status = Set(InvoiceStatus::Paid.code().to_owned());
@@ -877,7 +939,7 @@ impl Billing {
                     data.clone(),
                 )
                 .await?;
-                if current == SubscriptionStatus::PastDue {
+                if live && current == SubscriptionStatus::PastDue {
                     sub_status = Some(SubscriptionStatus::Active);
                     record(
                         &*txn,
@@ -931,7 +993,7 @@ impl Billing {
                     Some(delay) => {
                         // Counted from the first attempt (the invoice's issue), not from each failure.
                         am.next_attempt_at = Set(Some(Ord::max(inv.created_at + *delay, now)));
-                        if current != SubscriptionStatus::PastDue {
+                        if live && current != SubscriptionStatus::PastDue {
                             sub_status = Some(SubscriptionStatus::PastDue);
                             record(
                                 &*txn,
@@ -956,7 +1018,9 @@ impl Billing {
                             data.clone(),
                         )
                         .await?;
-                        if self.dunning.final_failure == FinalFailure::Cancel {
+                        if !live {
+                            // Ended already: nothing more to do to it.
+                        } else if self.dunning.final_failure == FinalFailure::Cancel {
                             sub_status = Some(SubscriptionStatus::Canceled);
                             record(
                                 &*txn,
@@ -984,6 +1048,8 @@ impl Billing {
             };
             if s == SubscriptionStatus::Canceled {
                 sam.canceled_at = Set(Some(now));
+                // Ended for non-payment: no final invoice beyond the unpaid one.
+                sam.next_billing_at = Set(NEVER);
             }
             sam.update(&*txn).await?;
         }

@@ -113,6 +113,11 @@ impl Billing {
                     Expr::value(SubscriptionStatus::Canceled.code()),
                 )
                 .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
+                // The invoicing step below issues its final invoice.
+                .col_expr(
+                    subscription::Column::NextBillingAt,
+                    Expr::value(super::invoicing::DUE_NOW),
+                )
                 .filter(subscription::Column::Id.eq(s.id))
                 .filter(subscription::Column::Status.eq(s.status.as_str()))
                 .exec(&*txn)

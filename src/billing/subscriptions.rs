@@ -628,6 +628,8 @@ impl Billing {
         } else {
             am.status = Set(SubscriptionStatus::Canceled.code().to_owned());
             am.canceled_at = Set(Some(now));
+            // Its final invoice, up to now, is issued at the billing clock's next tick.
+            am.next_billing_at = Set(super::invoicing::DUE_NOW);
         }
         am.update(&*txn).await?;
         if sub.status == SubscriptionStatus::Incomplete && !now_or_later {

@@ -361,3 +361,64 @@ async fn the_month_paid_at_checkout_is_not_charged_again() {
         "the checkout and period 1: {kinds:?}"
     );
 }
+
+#[tokio::test]
+async fn a_canceled_subscription_gets_a_final_invoice_up_to_the_cancellation() {
+    let app = TestApp::spawn().await;
+    let start = chrono::DateTime::parse_from_rfc3339("2027-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let Paying {
+        customer,
+        token,
+        sub,
+    } = paying_subscriber(&app, start).await;
+    // Five days into the final phase (the trial ended on Jan 15), the customer cancels.
+    advance(&app, start + chrono::TimeDelta::days(19)).await;
+    let res = app
+        .gql_as(
+            Some(&token),
+            "mutation($s: ID!) { cancelSubscription(id: $s) { status } }",
+            json!({ "s": sub }),
+        )
+        .await;
+    assert_eq!(res.ok()["cancelSubscription"]["status"], "CANCELED");
+    advance(
+        &app,
+        start + chrono::TimeDelta::days(19) + chrono::TimeDelta::minutes(1),
+    )
+    .await;
+    let all = invoices(&app, &customer).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    let inv = &all[0];
+    let lines: Vec<(&str, &str, &str)> = inv["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["phase"].as_str().unwrap(),
+                l["end"].as_str().unwrap(),
+                l["amount"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Jan 15–20 = 120 h × 0.0125 = 1.50; 10 × 5/31 of the month = 1.6129… → 1.61.
+    assert_eq!(
+        lines,
+        [
+            ("TRIAL", "2027-01-15T00:00:00+00:00", "0.00"),
+            ("TRIAL", "2027-01-15T00:00:00+00:00", "0.00"),
+            ("FINAL", "2027-01-20T00:00:00+00:00", "1.50"),
+            ("FINAL", "2027-01-20T00:00:00+00:00", "1.61")
+        ]
+    );
+    assert_eq!(
+        (inv["total"].as_str(), inv["status"].as_str()),
+        (Some("3.11"), Some("PAID"))
+    );
+    // Nothing more is billed, and the subscription stays canceled.
+    advance(&app, start + chrono::TimeDelta::days(70)).await;
+    assert_eq!(invoices(&app, &customer).await.len(), 1);
+    assert_eq!(sub_status(&app, &sub).await, "CANCELED");
+}

@@ -398,7 +398,10 @@ async fn subscriptions_are_canceled_now_or_at_period_end_and_change_plan() {
             "SUBSCRIPTION_ACTIVATED",
             "PLAN_CHANGED",
             "CANCELLATION_SCHEDULED",
-            "SUBSCRIPTION_CANCELED"
+            "SUBSCRIPTION_CANCELED",
+            // The period that ended with the subscription is invoiced (free: paid at once).
+            "INVOICE_ISSUED",
+            "INVOICE_PAID"
         ]
     );
     let again = app
