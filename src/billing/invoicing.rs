@@ -511,13 +511,9 @@ impl Billing {
             let due = q.all(self.db.conn()).await?;
             let Some(last) = due.last() else { break };
             after = Some(last.id);
-            let customers: HashMap<Uuid, customer::Model> = customer::Entity::find()
-                .filter(customer::Column::Id.is_in(due.iter().map(|s| s.customer_id)))
-                .all(self.db.conn())
-                .await?
-                .into_iter()
-                .map(|c| (c.id, c))
-                .collect();
+            let customers = self
+                .customers_by_id(due.iter().map(|s| s.customer_id))
+                .await?;
             // Invoices already issued, per subscription: one grouped query for the batch.
             let issued_counts: HashMap<Uuid, u32> = invoice::Entity::find()
                 .select_only()
@@ -578,6 +574,20 @@ impl Billing {
         }
         self.collect_due().await?;
         Ok(issued)
+    }
+
+    /// The customers of a batch, by id, in one query.
+    async fn customers_by_id(
+        &self,
+        ids: impl IntoIterator<Item = Uuid>,
+    ) -> BillingResult<HashMap<Uuid, customer::Model>> {
+        Ok(customer::Entity::find()
+            .filter(customer::Column::Id.is_in(ids))
+            .all(self.db.conn())
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect())
     }
 
     /// A canceled subscription's last invoices: every period not yet invoiced up to the
@@ -819,13 +829,9 @@ impl Billing {
                 .into_iter()
                 .map(|s| (s.id, s))
                 .collect();
-            let customers: HashMap<Uuid, customer::Model> = customer::Entity::find()
-                .filter(customer::Column::Id.is_in(subs.values().map(|s| s.customer_id)))
-                .all(self.db.conn())
-                .await?
-                .into_iter()
-                .map(|c| (c.id, c))
-                .collect();
+            let customers = self
+                .customers_by_id(subs.values().map(|s| s.customer_id))
+                .await?;
             let attempts = due.into_iter().filter_map(|inv| {
                 let sub = subs.get(&inv.subscription_id)?;
                 let customer = customers.get(&sub.customer_id)?;

@@ -115,6 +115,24 @@ fn with_provider(mut input: serde_json::Value) -> serde_json::Value {
     input
 }
 
+/// A customer with a subscription to a 10/month plan through the chaos provider (its
+/// checkout open): (customer, subscription).
+async fn chaos_subscriber(app: &TestApp) -> (String, String) {
+    let (plan, _) = monthly_plan(app, "10").await;
+    let customer = app.create_customer("c").await;
+    let out = app
+        .admin(
+            SUBSCRIBE,
+            with_provider(subscribe_input(&customer, &plan, None)),
+        )
+        .await;
+    let sub = out.ok()["createSubscription"]["subscription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (customer, sub)
+}
+
 async fn statuses(app: &TestApp, customer: &str) -> Vec<String> {
     let res = app
         .admin(
@@ -203,18 +221,7 @@ async fn fifty_calls_with_one_key_make_one_provider_call() {
 #[tokio::test]
 async fn an_unknown_outcome_is_reconciled_by_asking_the_provider_later() {
     let (app, chaos) = chaos_app().await;
-    let (plan, _) = monthly_plan(&app, "10").await;
-    let customer = app.create_customer("c").await;
-    let out = app
-        .admin(
-            SUBSCRIBE,
-            with_provider(subscribe_input(&customer, &plan, None)),
-        )
-        .await;
-    let sub = out.ok()["createSubscription"]["subscription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (customer, sub) = chaos_subscriber(&app).await;
     let advance = |minutes: i64| {
         let to = (app.billing.clock.now() + chrono::TimeDelta::minutes(minutes)).to_rfc3339();
         let app = &app;
@@ -285,18 +292,7 @@ async fn advance_minutes(app: &TestApp, minutes: i64) {
 #[tokio::test]
 async fn an_invoice_charge_with_an_unknown_outcome_is_resent_under_its_key_and_paid_once() {
     let (app, chaos) = chaos_app().await;
-    let (plan, _) = monthly_plan(&app, "10").await;
-    let customer = app.create_customer("c").await;
-    let out = app
-        .admin(
-            SUBSCRIBE,
-            with_provider(subscribe_input(&customer, &plan, None)),
-        )
-        .await;
-    let sub = out.ok()["createSubscription"]["subscription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (customer, sub) = chaos_subscriber(&app).await;
     *chaos.status.lock().unwrap() = PaymentOutcome::Succeeded {
         provider_ref: "chaos_first".into(),
     };
