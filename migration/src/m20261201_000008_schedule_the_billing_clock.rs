@@ -55,6 +55,28 @@ impl MigrationTrait for Migration {
                 .col(Checkout::Status)
                 .col(Checkout::ExpiresAt)
                 .to_owned(),
+            // Lookups by parent that were scans: a customer's subscriptions and keys, a plan's
+            // subscribers, a subscription's checkouts.
+            Index::create()
+                .name("subscription_customer_idx")
+                .table(Subscription::Table)
+                .col(Subscription::CustomerId)
+                .to_owned(),
+            Index::create()
+                .name("subscription_plan_idx")
+                .table(Subscription::Table)
+                .col(Subscription::PlanId)
+                .to_owned(),
+            Index::create()
+                .name("checkout_subscription_idx")
+                .table(Checkout::Table)
+                .col(Checkout::SubscriptionId)
+                .to_owned(),
+            Index::create()
+                .name("api_key_customer_idx")
+                .table(ApiKey::Table)
+                .col(ApiKey::CustomerId)
+                .to_owned(),
             // Webhooks name the provider's customer: find ours without a scan.
             Index::create()
                 .name("provider_customer_ref_idx")
@@ -82,6 +104,10 @@ impl MigrationTrait for Migration {
                 "provider_customer_ref_idx",
                 ProviderCustomer::Table.into_iden(),
             ),
+            ("api_key_customer_idx", ApiKey::Table.into_iden()),
+            ("checkout_subscription_idx", Checkout::Table.into_iden()),
+            ("subscription_plan_idx", Subscription::Table.into_iden()),
+            ("subscription_customer_idx", Subscription::Table.into_iden()),
             ("checkout_expiry_idx", Checkout::Table.into_iden()),
             ("invoice_collection_idx", Invoice::Table.into_iden()),
             ("event_subscription_idx", Event::Table.into_iden()),
@@ -109,8 +135,16 @@ impl MigrationTrait for Migration {
 #[derive(DeriveIden)]
 enum Subscription {
     Table,
+    CustomerId,
+    PlanId,
     Status,
     NextBillingAt,
+}
+
+#[derive(DeriveIden)]
+enum ApiKey {
+    Table,
+    CustomerId,
 }
 
 #[derive(DeriveIden)]
@@ -137,6 +171,7 @@ enum ProviderCustomer {
 #[derive(DeriveIden)]
 enum Checkout {
     Table,
+    SubscriptionId,
     Status,
     ExpiresAt,
     NextCheckAt,
