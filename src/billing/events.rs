@@ -287,7 +287,9 @@ impl Follow {
                 // Behind the hub: a batch may be waiting in the channel...
                 match self.batches.try_recv() {
                     Ok(batch) => {
-                        self.take(&batch);
+                        if let Err(e) = self.take(&batch).await {
+                            return Some(Err(e));
+                        }
                         continue;
                     }
                     Err(TryRecvError::Closed) => return None,
@@ -311,7 +313,11 @@ impl Follow {
                 continue;
             }
             match self.batches.recv().await {
-                Ok(batch) => self.take(&batch),
+                Ok(batch) => {
+                    if let Err(e) = self.take(&batch).await {
+                        return Some(Err(e));
+                    }
+                }
                 // Fell behind: the loop catches up from the log.
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return None,
@@ -319,8 +325,23 @@ impl Follow {
         }
     }
 
-    /// Queues this subscriber's events of a published batch.
-    fn take(&mut self, batch: &[BillingEvent]) {
+    /// Queues this subscriber's events of a published batch, after any that lie between
+    /// its position and the batch (published before it listened, e.g. while the hub was
+    /// starting; or a hole in the sequence, which reads nothing).
+    async fn take(&mut self, batch: &[BillingEvent]) -> BillingResult<()> {
+        if let Some(first) = batch.first() {
+            while self.cursor < first.seq - 1 {
+                let missed = self
+                    .billing
+                    .log_after(self.cursor, first.seq - 1, self.scope, PAGE)
+                    .await?;
+                self.cursor = match missed.last() {
+                    Some(last) if missed.len() as u64 == PAGE => last.seq,
+                    _ => first.seq - 1,
+                };
+                self.buffer.extend(missed);
+            }
+        }
         for e in batch.iter().filter(|e| e.seq > self.cursor) {
             if self.scope.is_none_or(|c| c == e.customer_id) {
                 self.buffer.push_back(e.clone());
@@ -329,6 +350,7 @@ impl Follow {
         if let Some(last) = batch.last() {
             self.cursor = self.cursor.max(last.seq);
         }
+        Ok(())
     }
 }
 
