@@ -397,17 +397,16 @@ async fn event_delivery(
     let deadline = Arc::new(Mutex::new(None::<Instant>));
     let mut listeners = Vec::with_capacity(subscribers);
     for mut ws in sockets {
-        let (sent, measured_set, live_tx, deadline, warm) = (
-            sent.clone(),
+        let (measured_set, live_tx, deadline, warm) = (
             measured_set.clone(),
             live_tx.clone(),
             deadline.clone(),
             warm.clone(),
         );
         listeners.push(tokio::spawn(async move {
-            // (from the request being sent, from its answer), in µs; the answer comes after
-            // the commit, so the second is a lower bound and may be negative.
-            let mut seen: Vec<(i64, i64)> = Vec::new();
+            // Which measured event arrived when; latencies are worked out once every
+            // request's answer is known (a frame may beat its HTTP answer).
+            let mut seen: Vec<(String, Instant)> = Vec::new();
             loop {
                 let limit = deadline.lock().ok().and_then(|d| *d);
                 let next = match limit {
@@ -438,17 +437,9 @@ async fn event_delivery(
                 if customer == warm {
                     let _ = live_tx.send(()).await;
                 } else if measured_set.contains(customer) {
-                    let times = sent.lock().ok().and_then(|m| m.get(customer).copied());
-                    if let Some((at_send, at_answer)) = times {
-                        let micros = |from: Instant| match arrived.checked_duration_since(from) {
-                            Some(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-                            None => -i64::try_from(from.duration_since(arrived).as_micros())
-                                .unwrap_or(i64::MAX),
-                        };
-                        seen.push((micros(at_send), micros(at_answer)));
-                        if seen.len() == measured_set.len() {
-                            break;
-                        }
+                    seen.push((customer.to_owned(), arrived));
+                    if seen.len() == measured_set.len() {
+                        break;
                     }
                 }
             }
@@ -472,11 +463,6 @@ async fn event_delivery(
     for customer in measured {
         tick.tick().await;
         let at_send = Instant::now();
-        // Recorded before the answer arrives: a frame may beat the HTTP response.
-        sent.lock().map_err(|_| "poisoned")?.insert(
-            customer.clone(),
-            (at_send, at_send + Duration::from_secs(3600)),
-        );
         data_of(
             gql(
                 client,
@@ -492,12 +478,23 @@ async fn event_delivery(
     }
     let sending = started.elapsed();
     *deadline.lock().map_err(|_| "poisoned")? = Some(Instant::now() + Duration::from_secs(10));
+    // From the request being sent, and from its answer, in µs. The commit lies between
+    // the two, so they bound commit-to-frame; the second may be negative.
+    let micros = |arrived: Instant, from: Instant| match arrived.checked_duration_since(from) {
+        Some(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        None => -i64::try_from(from.duration_since(arrived).as_micros()).unwrap_or(i64::MAX),
+    };
+    let sent = sent.lock().map_err(|_| "poisoned")?.clone();
     let mut from_send = Vec::new();
     let mut from_answer = Vec::new();
     for l in listeners {
-        for (s, a) in l.await? {
-            from_send.push(s);
-            from_answer.push(a);
+        for (customer, arrived) in l.await? {
+            let (at_send, at_answer) = sent
+                .get(&customer)
+                .copied()
+                .ok_or("a frame for an unsent request")?;
+            from_send.push(micros(arrived, at_send));
+            from_answer.push(micros(arrived, at_answer));
         }
     }
     let delivered_in = started.elapsed();
