@@ -6,6 +6,11 @@ use crate::subscriptions::{event_kinds, pay, subscribe};
 const INVOICES: &str = "query($c: ID!) { invoices(customerId: $c) { edges { node { id status total currency attempts periodStart periodEnd
     lines { kind phase start end quantity unitAmount amount } } } } }";
 
+/// An RFC 3339 instant of a test.
+fn utc(at: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc()
+}
+
 async fn advance(app: &TestApp, to: chrono::DateTime<chrono::Utc>) {
     app.admin(
         "mutation($t: DateTime!) { advanceClock(to: $t) }",
@@ -98,9 +103,7 @@ async fn paying_subscriber(app: &TestApp, start: chrono::DateTime<chrono::Utc>) 
 #[tokio::test]
 async fn a_period_crossing_from_trial_into_final_is_invoiced_in_two_slices_and_collected() {
     let app = TestApp::spawn().await;
-    let start = chrono::DateTime::parse_from_rfc3339("2027-01-01T00:00:00Z")
-        .unwrap()
-        .to_utc();
+    let start = utc("2027-01-01T00:00:00Z");
     let Paying {
         customer,
         token,
@@ -175,9 +178,7 @@ async fn a_period_crossing_from_trial_into_final_is_invoiced_in_two_slices_and_c
 #[tokio::test]
 async fn failed_renewals_go_past_due_retry_and_finally_cancel() {
     let app = TestApp::spawn().await;
-    let start = chrono::DateTime::parse_from_rfc3339("2027-03-01T00:00:00Z")
-        .unwrap()
-        .to_utc();
+    let start = utc("2027-03-01T00:00:00Z");
     let Paying {
         customer,
         token,
@@ -227,9 +228,7 @@ async fn failed_renewals_go_past_due_retry_and_finally_cancel() {
 #[tokio::test]
 async fn a_successful_retry_returns_the_subscription_to_active() {
     let app = TestApp::spawn().await;
-    let start = chrono::DateTime::parse_from_rfc3339("2027-05-01T00:00:00Z")
-        .unwrap()
-        .to_utc();
+    let start = utc("2027-05-01T00:00:00Z");
     let Paying {
         customer,
         token,
@@ -309,9 +308,7 @@ async fn the_month_paid_at_checkout_is_not_charged_again() {
     let (plan, container) = crate::subscriptions::monthly_plan(&app, "10").await;
     let customer = app.create_customer("c").await;
     let token = app.customer_token(&customer).await;
-    let start = chrono::DateTime::parse_from_rfc3339("2027-05-01T00:00:00Z")
-        .unwrap()
-        .to_utc();
+    let start = utc("2027-05-01T00:00:00Z");
     advance(&app, start).await;
     let out = subscribe(&app, &token, &customer, &plan).await;
     assert_eq!(out["checkout"]["amount"], "10.00", "one month in advance");
@@ -365,9 +362,7 @@ async fn the_month_paid_at_checkout_is_not_charged_again() {
 #[tokio::test]
 async fn a_canceled_subscription_gets_a_final_invoice_up_to_the_cancellation() {
     let app = TestApp::spawn().await;
-    let start = chrono::DateTime::parse_from_rfc3339("2027-01-01T00:00:00Z")
-        .unwrap()
-        .to_utc();
+    let start = utc("2027-01-01T00:00:00Z");
     let Paying {
         customer,
         token,
