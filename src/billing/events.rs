@@ -296,19 +296,8 @@ impl Follow {
                     Err(TryRecvError::Empty | TryRecvError::Lagged(_)) => {}
                 }
                 // ...or it is not (a resumed cursor, or lagging): catch up from the log.
-                let found = self
-                    .billing
-                    .log_after(self.cursor, published, self.scope, PAGE)
-                    .await;
-                match found {
-                    Ok(found) => {
-                        self.cursor = match found.last() {
-                            Some(last) if found.len() as u64 == PAGE => last.seq,
-                            _ => published,
-                        };
-                        self.buffer.extend(found);
-                    }
-                    Err(e) => return Some(Err(e)),
+                if let Err(e) = self.read_log(published).await {
+                    return Some(Err(e));
                 }
                 continue;
             }
@@ -325,21 +314,28 @@ impl Follow {
         }
     }
 
+    /// Queues one page of this subscriber's events in the log after its position, up to
+    /// `until`, and moves its position past them (to `until` once the page is not full).
+    async fn read_log(&mut self, until: i64) -> BillingResult<()> {
+        let found = self
+            .billing
+            .log_after(self.cursor, until, self.scope, PAGE)
+            .await?;
+        self.cursor = match found.last() {
+            Some(last) if found.len() as u64 == PAGE => last.seq,
+            _ => until,
+        };
+        self.buffer.extend(found);
+        Ok(())
+    }
+
     /// Queues this subscriber's events of a published batch, after any that lie between
     /// its position and the batch (published before it listened, e.g. while the hub was
     /// starting; or a hole in the sequence, which reads nothing).
     async fn take(&mut self, batch: &[BillingEvent]) -> BillingResult<()> {
         if let Some(first) = batch.first() {
             while self.cursor < first.seq - 1 {
-                let missed = self
-                    .billing
-                    .log_after(self.cursor, first.seq - 1, self.scope, PAGE)
-                    .await?;
-                self.cursor = match missed.last() {
-                    Some(last) if missed.len() as u64 == PAGE => last.seq,
-                    _ => first.seq - 1,
-                };
-                self.buffer.extend(missed);
+                self.read_log(first.seq - 1).await?;
             }
         }
         for e in batch.iter().filter(|e| e.seq > self.cursor) {
