@@ -523,34 +523,29 @@ pub fn compute_invoice(input: &InvoiceInput<'_>) -> InvoiceDraft {
 /// already at the currency's scale, so the credit needs no rounding. Returns what it used;
 /// the rest is left for later invoices.
 pub fn apply_prepayment(draft: &mut InvoiceDraft, available: Decimal) -> Decimal {
+    // Per product, in order of first appearance: its first recurring line, the sum it
+    // charges and where its last slice ends.
+    let mut charged: Vec<(&Line, Decimal, DateTime<Utc>)> = Vec::new();
+    for l in draft.lines.iter().filter(|l| l.kind == LineKind::Recurring) {
+        match charged
+            .iter_mut()
+            .find(|(first, ..)| first.product_id == l.product_id)
+        {
+            Some((_, sum, end)) => {
+                *sum += l.amount;
+                *end = Ord::max(*end, l.end);
+            }
+            None => charged.push((l, l.amount, l.end)),
+        }
+    }
     let mut left = available.max(Decimal::ZERO);
     let mut credits = Vec::new();
-    for (i, first) in draft.lines.iter().enumerate() {
-        if first.kind != LineKind::Recurring
-            || draft.lines[..i]
-                .iter()
-                .any(|l| l.kind == LineKind::Recurring && l.product_id == first.product_id)
-        {
-            continue;
-        }
-        let charged: Decimal = draft
-            .lines
-            .iter()
-            .filter(|l| l.kind == LineKind::Recurring && l.product_id == first.product_id)
-            .map(|l| l.amount)
-            .sum();
-        let credit = charged.min(left);
+    for (first, sum, end) in charged {
+        let credit = sum.min(left);
         if credit <= Decimal::ZERO {
             continue;
         }
         left -= credit;
-        let end = draft
-            .lines
-            .iter()
-            .filter(|l| l.product_id == first.product_id)
-            .map(|l| l.end)
-            .max()
-            .unwrap_or(first.end);
         credits.push(Line {
             kind: LineKind::Prepaid,
             quantity: Decimal::ONE,

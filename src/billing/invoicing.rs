@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, ExprTrait, IntoCondition};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    QuerySelect, QueryTrait, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -312,16 +312,14 @@ impl Billing {
         if paid <= Decimal::ZERO {
             return Ok(Decimal::ZERO);
         }
-        let earlier: Vec<Uuid> = invoice::Entity::find()
+        let earlier = invoice::Entity::find()
             .select_only()
             .column(invoice::Column::Id)
             .filter(invoice::Column::SubscriptionId.eq(subscription_id))
             .filter(invoice::Column::PeriodStart.lt(before))
-            .into_tuple()
-            .all(self.db.conn())
-            .await?;
+            .into_query();
         let used: Decimal = invoice_line::Entity::find()
-            .filter(invoice_line::Column::InvoiceId.is_in(earlier))
+            .filter(invoice_line::Column::InvoiceId.in_subquery(earlier))
             .filter(invoice_line::Column::Kind.eq("PREPAID"))
             .all(self.db.conn())
             .await?
@@ -550,7 +548,7 @@ impl Billing {
                 let (current, _, period_end) = period_containing(started, now);
                 let done = issued_counts.get(&sub.id).copied().unwrap_or(0);
                 for k in done..current {
-                    if self.issue(sub, customer, k).await? {
+                    if self.issue(sub, customer, k, None).await? {
                         issued += 1;
                     }
                 }
@@ -610,7 +608,7 @@ impl Billing {
         let mut issued = 0;
         for k in done..=last {
             let until = (k == last && ended < last_end).then_some(ended);
-            if self.issue_until(sub, customer, k, until).await? {
+            if self.issue(sub, customer, k, until).await? {
                 issued += 1;
             }
         }
@@ -700,18 +698,9 @@ impl Billing {
         Ok(())
     }
 
-    /// Issues period `k`'s invoice (once: a unique index guards it).
+    /// Issues period `k`'s invoice, charged up to `until` (None: the whole period); once:
+    /// a unique index guards it.
     async fn issue(
-        &self,
-        sub: &subscription::Model,
-        customer: &customer::Model,
-        k: u32,
-    ) -> BillingResult<bool> {
-        self.issue_until(sub, customer, k, None).await
-    }
-
-    /// Issues period `k`'s invoice charged up to `until` (None: the whole period).
-    async fn issue_until(
         &self,
         sub: &subscription::Model,
         customer: &customer::Model,
