@@ -28,8 +28,6 @@ use uuid::Uuid;
 
 use support::*;
 
-const SEED_CONCURRENCY: usize = 16;
-const SEED_BATCH: usize = 10;
 const PRODUCTS: usize = 10;
 const PLANS: usize = 20;
 const CURRENCIES: [&str; 2] = ["USD", "EUR"];
@@ -128,50 +126,16 @@ async fn seed(
     }
     let catalog_done = started.elapsed();
 
-    // Customers: batches of SEED_BATCH operations per request, SEED_CONCURRENCY requests at once.
-    let batches: Vec<std::ops::Range<usize>> = (0..customers)
-        .step_by(SEED_BATCH)
-        .map(|s| s..(s + SEED_BATCH).min(customers))
-        .collect();
-    let queue = Arc::new(std::sync::Mutex::new(batches));
-    let mut tasks = Vec::new();
-    for _ in 0..SEED_CONCURRENCY {
-        let (client, server, queue) = (client.clone(), server.clone(), queue.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            loop {
-                let next = queue.lock().map(|mut q| q.pop()).unwrap_or_default();
-                let Some(range) = next else { break };
-                let ops: Vec<Value> = range
-                    .map(|i| {
-                        json!({
-                            "query": "mutation($input: CreateCustomerInput!){ createCustomer(input:$input){ id } }",
-                            "variables": { "input": {
-                                "externalId": format!("bench-customer-{i}"),
-                                "name": format!("Bench Customer {i}"),
-                                "email": format!("customer{i}@bench.example.com"),
-                                "currency": CURRENCIES[i % 2],
-                                "region": REGIONS[i % 2],
-                            }},
-                        })
-                    })
-                    .collect();
-                let answers = gql(&client, &server, &Value::Array(ops)).await?;
-                let Value::Array(answers) = answers else {
-                    return Err(format!("a batch answered {answers}").into());
-                };
-                for a in answers {
-                    let d = data_of(a)?;
-                    ids.push(str_at(&d, "/createCustomer/id")?.to_owned());
-                }
-            }
-            AnyResult::Ok(ids)
-        }));
-    }
-    let mut customer_ids = Vec::with_capacity(customers);
-    for t in tasks {
-        customer_ids.extend(t.await??);
-    }
+    let customer_ids = create_customers(client, server, customers, |i| {
+        json!({
+            "externalId": format!("bench-customer-{i}"),
+            "name": format!("Bench Customer {i}"),
+            "email": format!("customer{i}@bench.example.com"),
+            "currency": CURRENCIES[i % 2],
+            "region": REGIONS[i % 2],
+        })
+    })
+    .await?;
     println!(
         "seeded {PRODUCTS} products, {PLANS} plans ({} prices) in {:.1} s, {} customers in {:.1} s",
         PLANS * 3 * PRODUCTS * CURRENCIES.len() * REGIONS.len() * TIERS.len(),

@@ -38,8 +38,6 @@ use uuid::Uuid;
 
 use support::*;
 
-const CREATE_CUSTOMER: &str =
-    "mutation($input: CreateCustomerInput!){ createCustomer(input:$input){ id } }";
 const SUBSCRIBE: &str = "mutation($i: CreateSubscriptionInput!){ createSubscription(input:$i)\
      { subscription { id status } checkout { url } } }";
 const RECORD_USAGE: &str = "mutation($i: RecordUsageInput!){ recordUsage(input:$i){ id } }";
@@ -152,51 +150,18 @@ async fn paid_catalog(client: &reqwest::Client, server: &Server) -> AnyResult<Pa
     })
 }
 
-/// `n` customers, created ten per request, sixteen requests at a time.
 async fn seed_customers(
     client: &reqwest::Client,
     server: &Arc<Server>,
     prefix: &str,
     n: usize,
 ) -> AnyResult<Vec<String>> {
-    let batches: Vec<std::ops::Range<usize>> =
-        (0..n).step_by(10).map(|s| s..(s + 10).min(n)).collect();
-    let queue = Arc::new(Mutex::new(batches));
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (client, server, queue, prefix) = (
-            client.clone(),
-            server.clone(),
-            queue.clone(),
-            prefix.to_owned(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            loop {
-                let next = queue.lock().map(|mut q| q.pop()).unwrap_or_default();
-                let Some(range) = next else { break };
-                let ops: Vec<Value> = range
-                    .map(|i| {
-                        json!({ "query": CREATE_CUSTOMER, "variables": { "input": {
-                        "externalId": format!("{prefix}-{i}"), "name": format!("Customer {i}"),
-                        "email": format!("{prefix}{i}@bench.example.com") } } })
-                    })
-                    .collect();
-                let Value::Array(answers) = gql(&client, &server, &Value::Array(ops)).await? else {
-                    return Err("a batch did not answer a list".into());
-                };
-                for a in answers {
-                    ids.push(str_at(&data_of(a)?, "/createCustomer/id")?.to_owned());
-                }
-            }
-            AnyResult::Ok(ids)
-        }));
-    }
-    let mut ids = Vec::with_capacity(n);
-    for t in tasks {
-        ids.extend(t.await??);
-    }
-    Ok(ids)
+    let prefix = prefix.to_owned();
+    create_customers(client, server, n, move |i| {
+        json!({ "externalId": format!("{prefix}-{i}"), "name": format!("Customer {i}"),
+                "email": format!("{prefix}{i}@bench.example.com") })
+    })
+    .await
 }
 
 fn subscribe_body(customer: &str, plan: &str) -> Value {

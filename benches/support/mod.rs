@@ -579,3 +579,46 @@ pub fn print_rows(rows: &[Row]) {
         println!("\n* peak since server start-up (resetting VmHWM was refused)");
     }
 }
+
+/// `n` customers over GraphQL, ten `createCustomer` operations per request and sixteen
+/// requests at a time; `input(i)` is the i-th customer's `CreateCustomerInput`.
+pub async fn create_customers(
+    client: &reqwest::Client,
+    server: &Arc<Server>,
+    n: usize,
+    input: impl Fn(usize) -> Value + Send + Sync + 'static,
+) -> AnyResult<Vec<String>> {
+    const QUERY: &str =
+        "mutation($input: CreateCustomerInput!){ createCustomer(input:$input){ id } }";
+    let batches: Vec<std::ops::Range<usize>> =
+        (0..n).step_by(10).map(|s| s..(s + 10).min(n)).collect();
+    let queue = Arc::new(std::sync::Mutex::new(batches));
+    let input = Arc::new(input);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, server, queue, input) =
+            (client.clone(), server.clone(), queue.clone(), input.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let next = queue.lock().map(|mut q| q.pop()).unwrap_or_default();
+                let Some(range) = next else { break };
+                let ops: Vec<Value> = range
+                    .map(|i| json!({ "query": QUERY, "variables": { "input": input(i) } }))
+                    .collect();
+                let Value::Array(answers) = gql(&client, &server, &Value::Array(ops)).await? else {
+                    return Err("a batch did not answer a list".into());
+                };
+                for a in answers {
+                    ids.push(str_at(&data_of(a)?, "/createCustomer/id")?.to_owned());
+                }
+            }
+            AnyResult::Ok(ids)
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for t in tasks {
+        ids.extend(t.await??);
+    }
+    Ok(ids)
+}
