@@ -417,3 +417,36 @@ async fn a_canceled_subscription_gets_a_final_invoice_up_to_the_cancellation() {
     assert_eq!(invoices(&app, &customer).await.len(), 1);
     assert_eq!(sub_status(&app, &sub).await, "CANCELED");
 }
+
+#[tokio::test]
+async fn moving_billing_start_moves_the_next_phase_change() {
+    let app = TestApp::spawn().await;
+    let start = utc("2027-01-01T00:00:00Z");
+    let Paying { customer, sub, .. } = paying_subscriber(&app, start).await;
+    // The clock has scheduled its next visit for the trial's end, Jan 15.
+    advance(&app, start + chrono::TimeDelta::hours(1)).await;
+    // An admin moves billingStart ten days back: the trial now ends on Jan 5.
+    app.admin(
+        "mutation($c: ID!, $at: DateTime!) { setBillingStart(customerId: $c, at: $at) { billingStart } }",
+        json!({ "c": customer, "at": "2026-12-22T00:00:00Z" }),
+    )
+    .await
+    .ok();
+    advance(&app, utc("2027-01-06T00:00:00Z")).await;
+    let res = app
+        .admin(
+            "query($s: ID!) { subscription(id: $s) { status currentPhase } }",
+            json!({ "s": sub }),
+        )
+        .await;
+    assert_eq!(
+        res.ok()["subscription"],
+        json!({ "status": "ACTIVE", "currentPhase": "FINAL" })
+    );
+    let kinds = event_kinds(&app, &customer).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "PHASE_CHANGED").count(),
+        1,
+        "recorded at the new boundary, not the old one: {kinds:?}"
+    );
+}
