@@ -70,6 +70,19 @@ pub struct ChargeRequest {
     pub idempotency_key: String,
 }
 
+/// Gives back money taken by an earlier payment (a checkout or a charge).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundRequest {
+    /// The payment's ref: a checkout session's `provider_ref`, or the ref `charge` returned.
+    pub payment_ref: ProviderRef,
+    /// In major units, exact; at most what the payment took.
+    pub amount: Decimal,
+    pub currency: String,
+    /// Why, for the provider's records ("checkout closed before the payment arrived").
+    pub reason: String,
+    pub idempotency_key: String,
+}
+
 /// What became of a payment. Anything not known to have failed is not `Failed`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentOutcome {
@@ -96,6 +109,11 @@ pub enum ProviderEventKind {
     Checkout,
     /// An off-session charge (`object_ref` is the ref `charge` returned) settled.
     Charge,
+    /// The customer left a checkout through its page's cancel link (`object_ref`: the
+    /// checkout session's ref); the server closes it before the browser reaches `cancel_url`.
+    CheckoutAbandoned,
+    /// A refund settled (`object_ref`: the ref `refund` returned).
+    Refund,
     /// The customer's stored payment method was replaced (`object_ref`: the customer ref).
     PaymentMethodUpdated,
     /// Anything else the provider sends; acknowledged and ignored.
@@ -140,6 +158,21 @@ pub trait PaymentProvider: Send + Sync {
     ) -> Result<HostedSession, ProviderError>;
     async fn charge(&self, r: ChargeRequest) -> Result<PaymentOutcome, ProviderError>;
     async fn payment_status(&self, provider_ref: &str) -> Result<PaymentOutcome, ProviderError>;
+    /// Gives money back. Like `charge`: an answer that may not have reached the provider is
+    /// `Unknown`, and the same idempotency key never refunds twice.
+    async fn refund(&self, r: RefundRequest) -> Result<PaymentOutcome, ProviderError> {
+        let _ = r;
+        Err(ProviderError::Rejected(format!(
+            "the {} provider cannot refund",
+            self.name()
+        )))
+    }
+    /// Closes a checkout session (expired, abandoned or replaced): its page takes no payment
+    /// from now on and says so. Closing a closed or settled session changes nothing.
+    async fn close_checkout(&self, provider_ref: &str) -> Result<(), ProviderError> {
+        let _ = provider_ref;
+        Ok(())
+    }
     fn verify_webhook(
         &self,
         headers: &HeaderMap,
@@ -149,6 +182,17 @@ pub trait PaymentProvider: Send + Sync {
     fn routes(&self) -> Option<axum::Router> {
         None
     }
+}
+
+/// Where a provider's own pages hand the server what they learnt, at once and before the
+/// browser moves on (the same events its webhooks carry; each is applied once by its id).
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn deliver(
+        &self,
+        provider: &'static str,
+        events: Vec<ProviderEvent>,
+    ) -> Result<(), ProviderError>;
 }
 
 /// The configured providers, by name.

@@ -33,9 +33,19 @@ impl Billing {
             .get(provider)
             .map_err(|_| BillingError::not_found("payment provider", provider))?;
         let events = p.verify_webhook(headers, body)?;
+        self.apply_provider_events(p.name(), events).await
+    }
+
+    /// Verified provider events (from a webhook, or handed over by a provider's own page),
+    /// each stored once by its id and applied. Returns how many were new.
+    pub async fn apply_provider_events(
+        &self,
+        provider: &str,
+        events: Vec<ProviderEvent>,
+    ) -> BillingResult<usize> {
         let mut fresh = 0;
         for ev in events {
-            if self.apply_provider_event(p.name(), ev).await? {
+            if self.apply_provider_event(provider, ev).await? {
                 fresh += 1;
             }
         }
