@@ -13,7 +13,8 @@ pub struct Model {
     pub url: String,
     pub amount: Dec,
     pub currency: String,
-    /// `OPEN`, `PENDING`, `UNKNOWN`, `SUCCEEDED`, `FAILED`, `EXPIRED`
+    /// `OPEN`, `PENDING`, `UNKNOWN`, `SUCCEEDED`, `FAILED`; closed: `EXPIRED`, `ABANDONED`,
+    /// `REPLACED`
     pub status: String,
     pub failure_reason: Option<String>,
     pub success_url: String,
@@ -23,6 +24,8 @@ pub struct Model {
     pub status_checks: i32,
     pub next_check_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// The plan a plan-change checkout buys (None: the subscription's first checkout).
+    pub plan_id: Option<Uuid>,
     pub updated_at: DateTimeUtc,
 }
 

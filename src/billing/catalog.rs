@@ -113,6 +113,12 @@ impl Plan {
     }
 
     /// Whether a customer (None: an anonymous caller) may see this plan.
+    /// A plan is offered in the currencies it has prices in (a plan with no prices at all,
+    /// free, in every currency).
+    pub fn offers_currency(&self, currency: &str) -> bool {
+        self.rules.is_empty() || self.rules.iter().any(|r| r.currency == currency)
+    }
+
     pub fn visible_to(&self, customer: Option<Uuid>) -> bool {
         !self.is_archived()
             && (self.public || customer.is_some_and(|c| self.offered_to.contains(&c)))

@@ -792,7 +792,7 @@ impl Billing {
         txn.commit().await?;
         self.reload_catalog().await?;
         // After the reload, so that the clock re-reads the phases from the new catalog.
-        super::invoicing::reschedule(self.db.conn(), subscription::Column::PlanId.eq(plan_id))
+        super::schedule::reschedule(self.db.conn(), subscription::Column::PlanId.eq(plan_id))
             .await?;
         self.plan_of(plan_id)
     }

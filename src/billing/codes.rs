@@ -82,6 +82,12 @@ impl SubscriptionStatus {
             Self::Incomplete | Self::Active | Self::Trialing | Self::PastDue
         )
     }
+
+    /// Paid for and running: the plan's limits apply and usage is recorded. An unpaid
+    /// `INCOMPLETE` subscription grants nothing (the default plan applies meanwhile).
+    pub fn grants_plan(self) -> bool {
+        matches!(self, Self::Active | Self::Trialing | Self::PastDue)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,14 +97,64 @@ pub enum CheckoutStatus {
     Unknown,
     Succeeded,
     Failed,
+    /// Closed: not completed in time.
     Expired,
+    /// Closed: the customer left through the page's cancel link.
+    Abandoned,
+    /// Closed: a new subscription of the same customer took its place.
+    Replaced,
 }
 
 impl CheckoutStatus {
+    /// Statuses in which a checkout may still be paid.
+    pub const OPEN: [CheckoutStatus; 4] = [Self::Open, Self::Pending, Self::Unknown, Self::Failed];
+
     /// Settled checkouts never move again: late or repeated news cannot undo them.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Expired)
+        self == Self::Succeeded || self.is_closed()
     }
+
+    /// A closed checkout cannot be paid; money that still arrives for it is refunded.
+    pub fn is_closed(self) -> bool {
+        matches!(self, Self::Expired | Self::Abandoned | Self::Replaced)
+    }
+}
+
+/// Why a checkout closed, and so the status it closes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    Expired,
+    Abandoned,
+    Replaced,
+    /// The provider could not open it, or its subscription was canceled.
+    Canceled,
+}
+
+impl CloseReason {
+    pub fn checkout_status(self) -> CheckoutStatus {
+        match self {
+            Self::Expired | Self::Canceled => CheckoutStatus::Expired,
+            Self::Abandoned => CheckoutStatus::Abandoned,
+            Self::Replaced => CheckoutStatus::Replaced,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Expired => "checkout not completed in time",
+            Self::Abandoned => "checkout abandoned by the customer",
+            Self::Replaced => "replaced by a new subscription",
+            Self::Canceled => "subscription canceled before it was paid",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefundStatus {
+    /// To send, or sent with no final answer yet.
+    Pending,
+    Succeeded,
+    Failed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -120,6 +176,7 @@ pub enum EventKind {
     InvoicePaid,
     InvoiceUncollectible,
     SubscriptionPastDue,
+    PaymentRefunded,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -139,6 +196,10 @@ codes!(SubscriptionStatus {
 codes!(CheckoutStatus {
     CheckoutStatus::Open => "OPEN", CheckoutStatus::Pending => "PENDING", CheckoutStatus::Unknown => "UNKNOWN",
     CheckoutStatus::Succeeded => "SUCCEEDED", CheckoutStatus::Failed => "FAILED", CheckoutStatus::Expired => "EXPIRED",
+    CheckoutStatus::Abandoned => "ABANDONED", CheckoutStatus::Replaced => "REPLACED",
+});
+codes!(RefundStatus {
+    RefundStatus::Pending => "PENDING", RefundStatus::Succeeded => "SUCCEEDED", RefundStatus::Failed => "FAILED",
 });
 codes!(EventKind {
     EventKind::SubscriptionCreated => "SUBSCRIPTION_CREATED", EventKind::CheckoutCompleted => "CHECKOUT_COMPLETED",
@@ -149,7 +210,7 @@ codes!(EventKind {
     EventKind::SubscriptionExpired => "SUBSCRIPTION_EXPIRED", EventKind::LimitReached => "LIMIT_REACHED",
     EventKind::PhaseChanged => "PHASE_CHANGED", EventKind::InvoiceIssued => "INVOICE_ISSUED",
     EventKind::InvoicePaid => "INVOICE_PAID", EventKind::InvoiceUncollectible => "INVOICE_UNCOLLECTIBLE",
-    EventKind::SubscriptionPastDue => "SUBSCRIPTION_PAST_DUE",
+    EventKind::SubscriptionPastDue => "SUBSCRIPTION_PAST_DUE", EventKind::PaymentRefunded => "PAYMENT_REFUNDED",
 });
 codes!(InvoiceStatus {
     InvoiceStatus::Draft => "DRAFT", InvoiceStatus::Open => "OPEN", InvoiceStatus::Paid => "PAID",

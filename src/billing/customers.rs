@@ -342,7 +342,7 @@ impl Billing {
         let txn = self.db.write().await?;
         let updated = am.update(&*txn).await?;
         // The phase windows moved: the billing clock re-reads them.
-        super::invoicing::reschedule(&*txn, subscription::Column::CustomerId.eq(id)).await?;
+        super::schedule::reschedule(&*txn, subscription::Column::CustomerId.eq(id)).await?;
         txn.commit().await?;
         Ok(updated.into())
     }

@@ -25,6 +25,8 @@ pub enum BillingError {
     TestClockDisabled,
     #[error("the clock only moves forward; it is already at {0}")]
     ClockBackwards(String),
+    #[error("plan {plan:?} is not offered in {currency}")]
+    CurrencyNotOffered { plan: String, currency: String },
     #[error("the customer already has a live subscription")]
     AlreadySubscribed,
     #[error("this idempotency key was used with different input")]
@@ -51,6 +53,7 @@ impl BillingError {
             Self::Conflict(_) => "CONFLICT",
             Self::TestClockDisabled => "TEST_CLOCK_DISABLED",
             Self::ClockBackwards(_) => "BAD_USER_INPUT",
+            Self::CurrencyNotOffered { .. } => "CURRENCY_NOT_OFFERED",
             Self::AlreadySubscribed => "ALREADY_SUBSCRIBED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::InvalidState(_) => "INVALID_STATE",

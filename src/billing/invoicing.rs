@@ -12,10 +12,10 @@ use entity::{
 use futures_util::{StreamExt, stream};
 use providers::{ChargeRequest, PaymentOutcome, ProviderError};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::{Expr, ExprTrait, IntoCondition};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -28,39 +28,16 @@ use super::codes::{
 };
 use super::error::{BillingError, BillingResult};
 use super::events::record;
+use super::gateway::within;
 use super::invoice::{
     Included, InvoiceDraft, InvoiceInput, Item, LineKind, MeteredProduct, PlanSpan, PlanTerms,
     UsageRecord, apply_prepayment, compute_invoice,
 };
+use super::lifecycle::{self, Current, Trigger};
 use super::phase::{
     PhaseKind, PhaseSpec, billing_period, next_phase_change, period_containing, phase_at,
 };
-use super::subscriptions::within;
-
-/// "As soon as it can": the billing clock's next visit to a subscription whose schedule
-/// changed (the column's default, so new subscriptions are picked up at once).
-pub const DUE_NOW: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
-
-/// The billing clock has nothing more to do for a subscription (it ended and its last
-/// invoice is issued). A plain date: on SQLite times compare as text.
-pub const NEVER: DateTime<Utc> = match DateTime::from_timestamp(253_402_300_799, 0) {
-    Some(t) => t, // 9999-12-31T23:59:59Z
-    None => DateTime::<Utc>::UNIX_EPOCH,
-};
-
-/// Asks the billing clock to look again, at its next tick, at the subscriptions matching
-/// `filter`: their phase windows moved (billing start or plan phases changed).
-pub(crate) async fn reschedule(
-    db: &impl ConnectionTrait,
-    filter: impl IntoCondition,
-) -> Result<(), DbErr> {
-    subscription::Entity::update_many()
-        .col_expr(subscription::Column::NextBillingAt, Expr::value(DUE_NOW))
-        .filter(filter)
-        .exec(db)
-        .await?;
-    Ok(())
-}
+use super::schedule::NEVER;
 
 /// Subscriptions (or invoices) the billing clock reads per query.
 const CLOCK_BATCH: u64 = 500;
@@ -685,15 +662,19 @@ impl Billing {
             txn.commit().await?;
         }
         if sub.status == SubscriptionStatus::Trialing.code() && current != PhaseKind::Trial {
-            subscription::Entity::update_many()
-                .col_expr(
-                    subscription::Column::Status,
-                    Expr::value(SubscriptionStatus::Active.code()),
-                )
-                .filter(subscription::Column::Id.eq(sub.id))
-                .filter(subscription::Column::Status.eq(SubscriptionStatus::Trialing.code()))
-                .exec(self.db.conn())
-                .await?;
+            let txn = self.db.write().await?;
+            lifecycle::apply(
+                &*txn,
+                now,
+                Current::try_from(sub)?,
+                Trigger::PhaseEntered,
+                current,
+                &self.policy(),
+                json!({ "reason": "trial ended", "phase": current.code() }),
+            )
+            .await?;
+            txn.commit().await?;
+            self.announce_events();
         }
         Ok(())
     }
@@ -906,11 +887,11 @@ impl Billing {
             updated_at: Set(now),
             ..Default::default()
         };
-        let mut sub_status: Option<SubscriptionStatus> = None;
-        let current: SubscriptionStatus = parse(&sub.status)?;
+        let mut trigger: Option<Trigger> = None;
+        let current = Current::try_from(&sub)?;
         // A final invoice of an ended subscription is still collected, but the
         // subscription stays as it is.
-        let live = BILLED.contains(&current);
+        let live = BILLED.contains(&current.status);
         match outcome {
             PaymentOutcome::Succeeded { provider_ref } => {
                 am.status = Set(InvoiceStatus::Paid.code().to_owned());
@@ -934,18 +915,10 @@ impl Billing {
                     data.clone(),
                 )
                 .await?;
-                if live && current == SubscriptionStatus::PastDue {
-                    sub_status = Some(SubscriptionStatus::Active);
-                    record(
-                        &*txn,
-                        now,
-                        sub.customer_id,
-                        Some(sub.id),
-                        EventKind::SubscriptionActivated,
-                        json!({ "status": "ACTIVE" }),
-                    )
-                    .await?;
+                if live && current.status == SubscriptionStatus::PastDue {
+                    trigger = Some(Trigger::RenewalPaid);
                 }
+                tracing::info!(invoice = %inv.id, amount = %inv.total.0, currency = inv.currency, "invoice paid");
             }
             PaymentOutcome::Pending { provider_ref } => {
                 am.payment_ref = Set(Some(provider_ref));
@@ -967,6 +940,7 @@ impl Billing {
                 // is sent again under its idempotency key, which the provider deduplicates.
                 am.payment_ref = Set(provider_ref.or(inv.payment_ref.clone()));
                 am.next_attempt_at = Set(Some(now + TimeDelta::minutes(10)));
+                tracing::warn!(invoice = %inv.id, "invoice charge outcome unknown; asking again later");
             }
             PaymentOutcome::Failed { reason, .. } => {
                 let attempts = inv.attempts + 1;
@@ -975,6 +949,7 @@ impl Billing {
                 let mut failed = data.clone();
                 failed["reason"] = json!(reason);
                 failed["attempt"] = json!(attempts);
+                tracing::info!(invoice = %inv.id, attempt = attempts, reason, "invoice charge failed");
                 record(
                     &*txn,
                     now,
@@ -988,17 +963,8 @@ impl Billing {
                     Some(delay) => {
                         // Counted from the first attempt (the invoice's issue), not from each failure.
                         am.next_attempt_at = Set(Some(Ord::max(inv.created_at + *delay, now)));
-                        if live && current != SubscriptionStatus::PastDue {
-                            sub_status = Some(SubscriptionStatus::PastDue);
-                            record(
-                                &*txn,
-                                now,
-                                sub.customer_id,
-                                Some(sub.id),
-                                EventKind::SubscriptionPastDue,
-                                data.clone(),
-                            )
-                            .await?;
+                        if live && current.status != SubscriptionStatus::PastDue {
+                            trigger = Some(Trigger::RenewalFailed);
                         }
                     }
                     None => {
@@ -1013,40 +979,36 @@ impl Billing {
                             data.clone(),
                         )
                         .await?;
-                        if !live {
-                            // Ended already: nothing more to do to it.
-                        } else if self.dunning.final_failure == FinalFailure::Cancel {
-                            sub_status = Some(SubscriptionStatus::Canceled);
-                            record(
-                                &*txn,
-                                now,
-                                sub.customer_id,
-                                Some(sub.id),
-                                EventKind::SubscriptionCanceled,
-                                json!({ "reason": "payment failed" }),
-                            )
-                            .await?;
-                        } else if current != SubscriptionStatus::PastDue {
-                            sub_status = Some(SubscriptionStatus::PastDue);
+                        tracing::warn!(invoice = %inv.id, "invoice uncollectible");
+                        // Ended already: nothing more to do to it; past due stays past due
+                        // when the policy keeps it.
+                        let stays = current.status == SubscriptionStatus::PastDue
+                            && self.dunning.final_failure == FinalFailure::Unpaid;
+                        if live && !stays {
+                            trigger = Some(Trigger::DunningExhausted);
                         }
                     }
                 }
             }
         }
         am.update(&*txn).await?;
-        if let Some(s) = sub_status {
-            let mut sam = subscription::ActiveModel {
-                id: Set(sub.id),
-                status: Set(s.code().to_owned()),
-                updated_at: Set(now),
-                ..Default::default()
+        if let Some(trigger) = trigger {
+            let reason = match trigger {
+                Trigger::DunningExhausted => {
+                    json!({ "reason": "payment failed", "invoiceId": inv.id })
+                }
+                _ => data.clone(),
             };
-            if s == SubscriptionStatus::Canceled {
-                sam.canceled_at = Set(Some(now));
-                // Ended for non-payment: no final invoice beyond the unpaid one.
-                sam.next_billing_at = Set(NEVER);
-            }
-            sam.update(&*txn).await?;
+            lifecycle::apply(
+                &*txn,
+                now,
+                current,
+                trigger,
+                PhaseKind::Final,
+                &self.policy(),
+                reason,
+            )
+            .await?;
         }
         txn.commit().await?;
         self.announce_events();

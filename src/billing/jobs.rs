@@ -1,5 +1,5 @@
 //! The billing clock's jobs: expire abandoned checkouts, reconcile unsettled payments,
-//! carry out cancellations at period end, forget old idempotency keys. They run every few
+//! carry out cancellations at period end, send refunds, forget old idempotency keys. They run every few
 //! seconds, and at once when an admin moves the test clock.
 
 use entity::{checkout, subscription};
@@ -9,9 +9,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 
 use super::Billing;
-use super::codes::{CheckoutStatus, Code, EventKind, SubscriptionStatus};
+use super::codes::{CheckoutStatus, CloseReason, Code, SubscriptionStatus};
 use super::error::BillingResult;
-use super::events::record;
+use super::lifecycle::{self, Current, Trigger};
+use super::phase::PhaseKind;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct JobReport {
@@ -19,6 +20,7 @@ pub struct JobReport {
     pub reconciled: usize,
     pub canceled: usize,
     pub invoiced: usize,
+    pub refunded: usize,
 }
 
 impl Billing {
@@ -28,28 +30,26 @@ impl Billing {
 
         // Checkouts not completed in time (every status but the final ones).
         let stale = checkout::Entity::find()
-            .filter(checkout::Column::Status.is_in([
-                CheckoutStatus::Open.code(),
-                CheckoutStatus::Pending.code(),
-                CheckoutStatus::Unknown.code(),
-                CheckoutStatus::Failed.code(),
-            ]))
+            .filter(checkout::Column::Status.is_in(CheckoutStatus::OPEN.map(|s| s.code())))
             .filter(checkout::Column::ExpiresAt.lte(now))
             .all(self.db.conn())
             .await?;
         for c in stale {
-            self.expire_subscription(c.subscription_id, "checkout not completed in time")
-                .await?;
+            self.close_checkout(&c, CloseReason::Expired).await?;
             report.expired += 1;
         }
 
-        // Payments whose outcome we have not heard: ask the provider, spaced out.
+        // Payments whose outcome we have not heard: ask the provider, spaced out. Closed
+        // checkouts are asked too for a while: money that still arrives is refunded.
         let unsettled = checkout::Entity::find()
             .filter(checkout::Column::NextCheckAt.lte(now))
             .filter(checkout::Column::Status.is_in([
                 CheckoutStatus::Open.code(),
                 CheckoutStatus::Pending.code(),
                 CheckoutStatus::Unknown.code(),
+                CheckoutStatus::Expired.code(),
+                CheckoutStatus::Abandoned.code(),
+                CheckoutStatus::Replaced.code(),
             ]))
             .all(self.db.conn())
             .await?;
@@ -74,6 +74,7 @@ impl Billing {
                     PaymentOutcome::Pending { .. } | PaymentOutcome::Unknown { .. }
                 );
             let txn = self.db.write().await?;
+            let mut refund_queued = false;
             if waiting {
                 checkout::Entity::update_many()
                     .col_expr(
@@ -88,10 +89,13 @@ impl Billing {
                     .exec(&*txn)
                     .await?;
             } else {
-                self.apply_outcome(&txn, c, &outcome).await?;
+                refund_queued = self.apply_outcome(&txn, c, &outcome).await?;
                 report.reconciled += 1;
             }
             txn.commit().await?;
+            if refund_queued {
+                self.announce_events();
+            }
         }
 
         // Cancellations scheduled for the end of a period that has ended.
@@ -107,35 +111,22 @@ impl Billing {
             .await?;
         for s in due {
             let txn = self.db.write().await?;
-            let moved = subscription::Entity::update_many()
-                .col_expr(
-                    subscription::Column::Status,
-                    Expr::value(SubscriptionStatus::Canceled.code()),
-                )
-                .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
-                // The invoicing step below issues its final invoice.
-                .col_expr(
-                    subscription::Column::NextBillingAt,
-                    Expr::value(super::invoicing::DUE_NOW),
-                )
-                .filter(subscription::Column::Id.eq(s.id))
-                .filter(subscription::Column::Status.eq(s.status.as_str()))
-                .exec(&*txn)
-                .await?;
-            if moved.rows_affected == 1 {
-                record(
-                    &*txn,
-                    now,
-                    s.customer_id,
-                    Some(s.id),
-                    EventKind::SubscriptionCanceled,
-                    json!({ "atPeriodEnd": true }),
-                )
-                .await?;
+            let moved = lifecycle::apply(
+                &*txn,
+                now,
+                Current::try_from(&s)?,
+                Trigger::CancellationDue,
+                PhaseKind::Final,
+                &self.policy(),
+                json!({ "atPeriodEnd": true }),
+            )
+            .await?;
+            txn.commit().await?;
+            if moved.is_some() {
                 report.canceled += 1;
             }
-            txn.commit().await?;
         }
+        report.refunded = self.send_due_refunds().await?;
         report.invoiced = self.run_invoicing().await?;
         if report != JobReport::default() {
             self.announce_events();

@@ -42,8 +42,9 @@ fn metric(m: &str) -> BillingResult<String> {
 }
 
 impl Billing {
-    /// The plan whose limits apply to a customer: their live subscription's, else the
-    /// default plan's; and the instant per-period limits are anchored on.
+    /// The plan whose limits apply to a customer: their paid-up subscription's, else the
+    /// default plan's (an unpaid `INCOMPLETE` one grants nothing); and the instant
+    /// per-period limits are anchored on.
     async fn governing(
         &self,
         customer_id: Uuid,
@@ -57,7 +58,6 @@ impl Billing {
                         SubscriptionStatus::Active,
                         SubscriptionStatus::Trialing,
                         SubscriptionStatus::PastDue,
-                        SubscriptionStatus::Incomplete,
                     ]
                     .map(|s| s.code()),
                 ),

@@ -5,26 +5,27 @@
 //! call (so a crash leaves a record to reconcile) and after it (with the outcome).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{Dec, checkout, customer, provider_customer, subscription};
-use providers::{CheckoutRequest, CustomerInfo, DetailsRequest, PaymentProvider, ProviderError};
+use entity::{checkout, customer, subscription};
+use providers::{DetailsRequest, PaymentProvider};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::Billing;
 use super::access::Principal;
 use super::catalog::Plan;
-use super::codes::{CheckoutStatus, Code, EventKind, ProductKind, SubscriptionStatus, parse};
+use super::checkout::{Closed, OpenCheckout};
+use super::codes::{
+    CheckoutStatus, CloseReason, Code, EventKind, ProductKind, SubscriptionStatus, parse,
+};
 use super::error::{BillingError, BillingResult};
 use super::events::record;
+use super::gateway::within;
 use super::idempotency::{Claim, request_hash, scope_of};
+use super::lifecycle::{self, Current, Trigger};
 use super::money::round_to_currency;
 use super::phase::{PhaseKind, phase_at};
 use super::pricing::{Interval, resolve_price};
@@ -109,6 +110,15 @@ pub struct NewSubscription {
     pub idempotency_key: Option<String>,
 }
 
+/// Where a plan change's checkout sends the browser, when the change must be paid first.
+#[derive(Clone, Debug, Default)]
+pub struct PlanChangeUrls {
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+    /// The same key with the same input returns the first result.
+    pub idempotency_key: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Subscribed {
     pub subscription: Subscription,
@@ -158,24 +168,7 @@ pub fn amount_due_now(
     (round_to_currency(due, currency), needs_card)
 }
 
-/// Every provider call gives up after the configured timeout (the outcome is then unknown).
-pub(crate) async fn within<T>(
-    limit: Duration,
-    fut: impl Future<Output = Result<T, ProviderError>>,
-) -> Result<T, ProviderError> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or(Err(ProviderError::Timeout))
-}
-
 impl Billing {
-    fn provider(&self, name: Option<&str>) -> BillingResult<Arc<dyn PaymentProvider>> {
-        let name = name.unwrap_or(&self.default_provider);
-        self.providers
-            .get(name)
-            .map_err(|_| BillingError::invalid(format!("unknown payment provider {name:?}")))
-    }
-
     async fn subscription_model(&self, id: Uuid) -> BillingResult<subscription::Model> {
         subscription::Entity::find_by_id(id)
             .one(self.db.conn())
@@ -259,16 +252,26 @@ impl Billing {
             .subscribe(who, &input, provider, success_url, cancel_url)
             .await;
         if let Some(key) = &input.idempotency_key {
-            match &result {
-                Ok(out) => {
-                    let stored = json!({ "subscription": out.subscription.id, "checkout": out.checkout.as_ref().map(|c| c.id) });
-                    self.complete_idempotency(&scope, key, stored.to_string())
-                        .await?;
-                }
-                Err(_) => self.release_idempotency(&scope, key).await?,
-            }
+            self.finish_idempotency(&scope, key, &result).await?;
         }
         result
+    }
+
+    /// Stores a result for its idempotency key, or frees the key after an error.
+    async fn finish_idempotency(
+        &self,
+        scope: &str,
+        key: &str,
+        result: &BillingResult<Subscribed>,
+    ) -> BillingResult<()> {
+        match result {
+            Ok(out) => {
+                let stored = json!({ "subscription": out.subscription.id, "checkout": out.checkout.as_ref().map(|c| c.id) });
+                self.complete_idempotency(scope, key, stored.to_string())
+                    .await
+            }
+            Err(_) => self.release_idempotency(scope, key).await,
+        }
     }
 
     async fn replay_subscribed(&self, stored: &str) -> BillingResult<Subscribed> {
@@ -303,43 +306,12 @@ impl Billing {
         cancel_url: String,
     ) -> BillingResult<Subscribed> {
         let customer = self.customer_model(input.customer_id).await?;
-        let plan = self
-            .visible_plan(&Principal::Customer(customer.id), input.plan_id)
-            .or_else(|e| {
-                if who.is_admin() {
-                    self.visible_plan(who, input.plan_id)
-                } else {
-                    Err(e)
-                }
-            })?;
-        if plan.is_archived() {
-            return Err(BillingError::PlanArchived(plan.id));
-        }
+        let plan = self.plan_for(who, &customer, input.plan_id)?;
         let now = self.clock.now();
         // The first subscription sets the customer's billing start.
         let billing_start = customer.billing_start.unwrap_or(now);
         let phase = self.phase_now(&plan, Some(billing_start));
-        let catalog = self.catalog();
-        let packages: Vec<Uuid> = catalog
-            .products
-            .iter()
-            .filter(|p| {
-                p.kind == ProductKind::Package && plan.rules.iter().any(|r| r.product_id == p.id)
-            })
-            .map(|p| p.id)
-            .collect();
-        let (due, needs_card) = amount_due_now(
-            &plan,
-            &packages,
-            &customer.currency,
-            customer.region.as_deref(),
-            phase,
-        );
-        let live = if phase == PhaseKind::Trial {
-            SubscriptionStatus::Trialing
-        } else {
-            SubscriptionStatus::Active
-        };
+        let (due, needs_card) = self.due_now(&plan, &customer, phase);
         let activate_now = due.is_zero() && !needs_card;
 
         let sub_id = Uuid::now_v7();
@@ -354,53 +326,39 @@ impl Billing {
             .update(&*txn)
             .await?;
         }
-        let status = if activate_now {
-            live
-        } else {
-            SubscriptionStatus::Incomplete
-        };
-        subscription::ActiveModel {
-            id: Set(sub_id),
-            customer_id: Set(customer.id),
-            plan_id: Set(plan.id),
-            provider: Set(provider.name().to_owned()),
-            status: Set(status.code().to_owned()),
-            started_at: Set(activate_now.then_some(now)),
-            cancel_at_period_end: Set(false),
-            canceled_at: Set(None),
-            next_billing_at: Set(super::invoicing::DUE_NOW),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&*txn)
-        .await
-        .map_err(|e| match e.sql_err() {
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => BillingError::AlreadySubscribed,
-            _ => BillingError::Db(e),
-        })?;
-        let data = json!({ "planId": plan.id, "status": status.code() });
-        record(
+        // A customer can always try again: an unpaid subscription is replaced, not in the way.
+        let replaced = self.replace_unpaid(&txn, now, customer.id).await?;
+        let current = lifecycle::insert(
             &*txn,
             now,
-            customer.id,
-            Some(sub_id),
-            EventKind::SubscriptionCreated,
-            data.clone(),
+            subscription::ActiveModel {
+                id: Set(sub_id),
+                customer_id: Set(customer.id),
+                plan_id: Set(plan.id),
+                provider: Set(provider.name().to_owned()),
+                cancel_at_period_end: Set(false),
+                canceled_at: Set(None),
+                next_billing_at: Set(super::schedule::NEVER),
+                ..Default::default()
+            },
+            json!({ "planId": plan.id, "status": SubscriptionStatus::Incomplete.code() }),
         )
         .await?;
         if activate_now {
-            record(
+            lifecycle::apply(
                 &*txn,
                 now,
-                customer.id,
-                Some(sub_id),
-                EventKind::SubscriptionActivated,
-                data,
+                current,
+                Trigger::CheckoutPaid,
+                phase,
+                &self.policy(),
+                json!({ "planId": plan.id, "reason": "nothing due" }),
             )
             .await?;
         }
         txn.commit().await?;
         self.announce_events();
+        self.close_at_providers(&replaced).await;
         if activate_now {
             let subscription = self.subscription_model(sub_id).await?.try_into()?;
             return Ok(Subscribed {
@@ -410,189 +368,152 @@ impl Billing {
         }
 
         // Outside any transaction: the provider.
-        let started = async {
-            let customer_ref = self
-                .provider_customer_ref(provider.as_ref(), &customer)
-                .await?;
-            within(
-                self.provider_timeout,
-                provider.start_checkout(CheckoutRequest {
-                    customer_ref,
-                    subscription_id: sub_id.to_string(),
-                    amount: due,
-                    currency: customer.currency.clone(),
-                    description: format!("{} — {}", plan.name, customer.name),
-                    success_url: success_url.clone(),
-                    cancel_url: cancel_url.clone(),
-                    idempotency_key: format!("checkout-{sub_id}"),
-                }),
-            )
-            .await
-            .map_err(BillingError::from)
-        }
-        .await;
-        let session = match started {
-            Ok(s) => s,
+        let opened = self
+            .open_checkout(OpenCheckout {
+                provider,
+                customer: &customer,
+                subscription_id: sub_id,
+                plan_id: None,
+                amount: due,
+                description: format!("{} — {}", plan.name, customer.name),
+                success_url,
+                cancel_url,
+                idempotency_key: format!("checkout-{sub_id}"),
+            })
+            .await;
+        let checkout = match opened {
+            Ok(c) => c,
             Err(e) => {
                 // The subscription never became usable: close it so the customer can retry.
-                self.expire_subscription(sub_id, "the payment provider could not start a checkout")
-                    .await?;
+                tracing::warn!(subscription = %sub_id, error = %e, "the payment provider could not open a checkout");
+                self.close_unpaid(sub_id, CloseReason::Canceled).await?;
                 return Err(e);
             }
         };
-        let checkout_id = Uuid::now_v7();
-        let txn = self.db.write().await?;
-        checkout::ActiveModel {
-            id: Set(checkout_id),
-            subscription_id: Set(sub_id),
-            provider: Set(provider.name().to_owned()),
-            provider_ref: Set(session.provider_ref),
-            url: Set(session.url),
-            amount: Set(Dec(due)),
-            currency: Set(customer.currency.clone()),
-            status: Set(CheckoutStatus::Open.code().to_owned()),
-            failure_reason: Set(None),
-            success_url: Set(success_url),
-            cancel_url: Set(cancel_url),
-            expires_at: Set(now + self.checkout_ttl),
-            status_checks: Set(0),
-            // If the provider's webhook never arrives, the reconciler asks.
-            next_check_at: Set(Some(now + chrono::TimeDelta::minutes(1))),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&*txn)
-        .await?;
-        txn.commit().await?;
         let subscription = self.subscription_model(sub_id).await?.try_into()?;
-        let checkout = checkout::Entity::find_by_id(checkout_id)
-            .one(self.db.conn())
-            .await?
-            .map(Checkout::try_from)
-            .transpose()?;
         Ok(Subscribed {
             subscription,
-            checkout,
+            checkout: Some(checkout),
         })
     }
 
-    /// The customer's reference at a provider, creating (or refreshing) it there.
-    pub(crate) async fn provider_customer_ref(
+    /// The plan a customer may subscribe to or change to: visible to them (or to the admin
+    /// acting for them), not archived, and offered in their currency.
+    fn plan_for(
         &self,
-        provider: &dyn PaymentProvider,
-        c: &customer::Model,
-    ) -> BillingResult<String> {
-        let known = provider_customer::Entity::find_by_id((c.id, provider.name().to_owned()))
-            .one(self.db.conn())
-            .await?;
-        if let Some(k) = &known {
-            return Ok(k.provider_ref.clone());
-        }
-        let info = CustomerInfo {
-            customer_id: c.id.to_string(),
-            provider_ref: None,
-            name: c.name.clone(),
-            email: c.email.clone(),
-            phone: c.phone.clone(),
-        };
-        let r = within(self.provider_timeout, provider.upsert_customer(&info)).await?;
-        let inserted = provider_customer::ActiveModel {
-            customer_id: Set(c.id),
-            provider: Set(provider.name().to_owned()),
-            provider_ref: Set(r.clone()),
-        }
-        .insert(self.db.conn())
-        .await;
-        match inserted {
-            Ok(_) => Ok(r),
-            // A concurrent call stored one first: use that one.
-            Err(_) => Ok(
-                provider_customer::Entity::find_by_id((c.id, provider.name().to_owned()))
-                    .one(self.db.conn())
-                    .await?
-                    .map_or(r, |k| k.provider_ref),
-            ),
-        }
-    }
-
-    /// Keeps the providers' copies of a customer in step with ours.
-    pub async fn sync_customer_to_providers(&self, customer_id: Uuid) {
-        let Ok(c) = self.customer_model(customer_id).await else {
-            return;
-        };
-        let Ok(refs) = provider_customer::Entity::find()
-            .filter(provider_customer::Column::CustomerId.eq(customer_id))
-            .all(self.db.conn())
-            .await
-        else {
-            return;
-        };
-        for r in refs {
-            if let Ok(p) = self.providers.get(&r.provider) {
-                let info = CustomerInfo {
-                    customer_id: c.id.to_string(),
-                    provider_ref: Some(r.provider_ref.clone()),
-                    name: c.name.clone(),
-                    email: c.email.clone(),
-                    phone: c.phone.clone(),
-                };
-                if let Err(e) = within(self.provider_timeout, p.upsert_customer(&info)).await {
-                    tracing::warn!(provider = r.provider, error = %e, "could not update the provider's customer");
+        who: &Principal,
+        customer: &customer::Model,
+        plan_id: Uuid,
+    ) -> BillingResult<Arc<Plan>> {
+        let plan = self
+            .visible_plan(&Principal::Customer(customer.id), plan_id)
+            .or_else(|e| {
+                if who.is_admin() {
+                    self.visible_plan(who, plan_id)
+                } else {
+                    Err(e)
                 }
-            }
+            })?;
+        if plan.is_archived() {
+            return Err(BillingError::PlanArchived(plan.id));
         }
+        if !plan.offers_currency(&customer.currency) {
+            return Err(BillingError::CurrencyNotOffered {
+                plan: plan.name.clone(),
+                currency: customer.currency.clone(),
+            });
+        }
+        Ok(plan)
     }
 
-    pub(crate) async fn expire_subscription(
+    /// What the first checkout (or a plan change that must be paid first) takes now, and
+    /// whether the plan needs a card at all.
+    fn due_now(
+        &self,
+        plan: &Plan,
+        customer: &customer::Model,
+        phase: PhaseKind,
+    ) -> (Decimal, bool) {
+        let catalog = self.catalog();
+        let packages: Vec<Uuid> = catalog
+            .products
+            .iter()
+            .filter(|p| {
+                p.kind == ProductKind::Package && plan.rules.iter().any(|r| r.product_id == p.id)
+            })
+            .map(|p| p.id)
+            .collect();
+        amount_due_now(
+            plan,
+            &packages,
+            &customer.currency,
+            customer.region.as_deref(),
+            phase,
+        )
+    }
+
+    /// Closes the customer's unpaid `INCOMPLETE` subscriptions (and their checkouts) in
+    /// `db`, so that a new one can take their place.
+    async fn replace_unpaid(
+        &self,
+        db: &sea_orm::DatabaseTransaction,
+        now: DateTime<Utc>,
+        customer_id: Uuid,
+    ) -> BillingResult<Closed> {
+        let unpaid = subscription::Entity::find()
+            .filter(subscription::Column::CustomerId.eq(customer_id))
+            .filter(subscription::Column::Status.eq(SubscriptionStatus::Incomplete.code()))
+            .all(db)
+            .await?;
+        let mut closed = Closed::new();
+        for s in unpaid {
+            lifecycle::apply(
+                db,
+                now,
+                Current::try_from(&s)?,
+                Trigger::CheckoutClosed(CloseReason::Replaced),
+                PhaseKind::Final,
+                &self.policy(),
+                json!({ "reason": CloseReason::Replaced.describe() }),
+            )
+            .await?;
+            closed.extend(
+                self.close_open(db, now, s.id, CloseReason::Replaced, false)
+                    .await?,
+            );
+        }
+        Ok(closed)
+    }
+
+    /// Ends an unpaid subscription and its checkouts (the provider could not open one).
+    pub(crate) async fn close_unpaid(
         &self,
         sub_id: Uuid,
-        reason: &str,
+        reason: CloseReason,
     ) -> BillingResult<()> {
         let now = self.clock.now();
         let txn = self.db.write().await?;
-        // Conditional: of several processes racing here, one expires it and records the event.
-        let moved = subscription::Entity::update_many()
-            .col_expr(
-                subscription::Column::Status,
-                Expr::value(SubscriptionStatus::IncompleteExpired.code()),
-            )
-            .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
-            .filter(subscription::Column::Id.eq(sub_id))
-            .filter(subscription::Column::Status.eq(SubscriptionStatus::Incomplete.code()))
-            .exec(&*txn)
-            .await?;
-        // Its open checkouts end either way, so the clock does not visit them again.
-        checkout::Entity::update_many()
-            .col_expr(
-                checkout::Column::Status,
-                Expr::value(CheckoutStatus::Expired.code()),
-            )
-            .col_expr(checkout::Column::UpdatedAt, Expr::value(now))
-            .filter(checkout::Column::SubscriptionId.eq(sub_id))
-            .filter(checkout::Column::Status.ne(CheckoutStatus::Succeeded.code()))
-            .exec(&*txn)
-            .await?;
-        if moved.rows_affected == 0 {
-            // Already closed (canceled, or expired by another process).
-            txn.commit().await?;
-            return Ok(());
-        }
-        let customer_id = subscription::Entity::find_by_id(sub_id)
+        let sub = subscription::Entity::find_by_id(sub_id)
             .one(&*txn)
             .await?
-            .map(|s| s.customer_id)
             .ok_or_else(|| BillingError::not_found("subscription", sub_id))?;
-        record(
-            &*txn,
-            now,
-            customer_id,
-            Some(sub_id),
-            EventKind::SubscriptionExpired,
-            json!({ "reason": reason }),
-        )
-        .await?;
+        let current = Current::try_from(&sub)?;
+        if current.status == SubscriptionStatus::Incomplete {
+            lifecycle::apply(
+                &*txn,
+                now,
+                current,
+                Trigger::CheckoutClosed(reason),
+                PhaseKind::Final,
+                &self.policy(),
+                json!({ "reason": reason.describe() }),
+            )
+            .await?;
+        }
+        let closed = self.close_open(&*txn, now, sub_id, reason, false).await?;
         txn.commit().await?;
         self.announce_events();
+        self.close_at_providers(&closed).await;
         Ok(())
     }
 
@@ -603,87 +524,121 @@ impl Billing {
         id: Uuid,
         at_period_end: bool,
     ) -> BillingResult<Subscription> {
-        let sub = self.subscription(who, id).await?;
-        if !sub.status.is_live() {
+        let sub = self.subscription_model(id).await?;
+        who.require_customer_access(sub.customer_id)
+            .map_err(|_| BillingError::not_found("subscription", id))?;
+        let current = Current::try_from(&sub)?;
+        if !current.status.is_live() {
             return Err(BillingError::InvalidState(format!(
                 "subscription {id} is {} and cannot be canceled",
-                sub.status.code()
+                current.status.code()
             )));
         }
         let now = self.clock.now();
         let txn = self.db.write().await?;
-        let now_or_later = at_period_end && sub.started_at.is_some();
-        let mut am = subscription::ActiveModel {
-            id: Set(id),
-            updated_at: Set(now),
-            ..Default::default()
-        };
-        let period_end = sub
-            .started_at
-            .map(|s| super::phase::period_containing(s, now).2);
-        if now_or_later {
-            // Recorded as the instant it takes effect; the billing clock carries it out.
-            am.cancel_at_period_end = Set(true);
-            am.canceled_at = Set(period_end);
-        } else {
-            am.status = Set(SubscriptionStatus::Canceled.code().to_owned());
-            am.canceled_at = Set(Some(now));
-            // Its final invoice, up to now, is issued at the billing clock's next tick.
-            am.next_billing_at = Set(super::invoicing::DUE_NOW);
-        }
-        am.update(&*txn).await?;
-        if sub.status == SubscriptionStatus::Incomplete && !now_or_later {
-            checkout::Entity::update_many()
-                .col_expr(
-                    checkout::Column::Status,
-                    Expr::value(CheckoutStatus::Expired.code()),
-                )
-                .filter(checkout::Column::SubscriptionId.eq(id))
-                .filter(checkout::Column::Status.ne(CheckoutStatus::Succeeded.code()))
-                .exec(&*txn)
+        let mut closed = Closed::new();
+        match sub.started_at.filter(|_| at_period_end) {
+            Some(started) => {
+                // Recorded as the instant it takes effect; the billing clock carries it out.
+                let end = super::phase::period_containing(started, now).2;
+                subscription::ActiveModel {
+                    id: Set(id),
+                    cancel_at_period_end: Set(true),
+                    canceled_at: Set(Some(end)),
+                    updated_at: Set(now),
+                    ..Default::default()
+                }
+                .update(&*txn)
                 .await?;
+                record(
+                    &*txn,
+                    now,
+                    sub.customer_id,
+                    Some(id),
+                    EventKind::CancellationScheduled,
+                    json!({ "cancelAt": end }),
+                )
+                .await?;
+            }
+            None => {
+                let moved = lifecycle::apply(
+                    &*txn,
+                    now,
+                    current,
+                    Trigger::CancelNow,
+                    PhaseKind::Final,
+                    &self.policy(),
+                    json!({}),
+                )
+                .await?;
+                if moved.is_none() {
+                    return Err(BillingError::Conflict(format!(
+                        "subscription {id} changed meanwhile; read it again"
+                    )));
+                }
+                // Nothing can be paid for it any more.
+                closed = self
+                    .close_open(&*txn, now, id, CloseReason::Canceled, false)
+                    .await?;
+            }
         }
-        let kind = if now_or_later {
-            EventKind::CancellationScheduled
-        } else {
-            EventKind::SubscriptionCanceled
-        };
-        let data = match period_end {
-            Some(end) if now_or_later => json!({ "cancelAt": end }),
-            _ => json!({}),
-        };
-        record(&*txn, now, sub.customer_id, Some(id), kind, data).await?;
         txn.commit().await?;
         self.announce_events();
+        self.close_at_providers(&closed).await;
         Ok(self.subscription_model(id).await?.try_into()?)
     }
 
     /// Moves a subscription to another plan; phase timing stays anchored on billing start.
+    /// A change from a plan with nothing to pay to one with something to pay takes effect
+    /// only once it is paid: the answer then carries the checkout, and the subscription
+    /// stays on its plan until that checkout succeeds.
     pub async fn change_plan(
         &self,
         who: &Principal,
         id: Uuid,
         plan_id: Uuid,
-    ) -> BillingResult<Subscription> {
-        let sub = self.subscription(who, id).await?;
-        if !sub.status.is_live() {
+        change: PlanChangeUrls,
+    ) -> BillingResult<Subscribed> {
+        let Some(key) = change.idempotency_key.clone() else {
+            return self.move_to_plan(who, id, plan_id, change).await;
+        };
+        let scope = scope_of(who);
+        let canonical = format!(
+            "{id}|{plan_id}|{}|{}",
+            change.success_url.as_deref().unwrap_or_default(),
+            change.cancel_url.as_deref().unwrap_or_default()
+        );
+        match self
+            .claim_idempotency(&scope, &key, "changePlan", &request_hash(&canonical))
+            .await?
+        {
+            Claim::Fresh => {}
+            Claim::Replay(stored) => return self.replay_subscribed(&stored).await,
+        }
+        let result = self.move_to_plan(who, id, plan_id, change).await;
+        self.finish_idempotency(&scope, &key, &result).await?;
+        result
+    }
+
+    async fn move_to_plan(
+        &self,
+        who: &Principal,
+        id: Uuid,
+        plan_id: Uuid,
+        change: PlanChangeUrls,
+    ) -> BillingResult<Subscribed> {
+        let sub = self.subscription_model(id).await?;
+        who.require_customer_access(sub.customer_id)
+            .map_err(|_| BillingError::not_found("subscription", id))?;
+        let status: SubscriptionStatus = parse(&sub.status)?;
+        if !status.grants_plan() {
             return Err(BillingError::InvalidState(format!(
                 "subscription {id} is {} and cannot change plan",
-                sub.status.code()
+                status.code()
             )));
         }
-        let plan = self
-            .visible_plan(&Principal::Customer(sub.customer_id), plan_id)
-            .or_else(|e| {
-                if who.is_admin() {
-                    self.visible_plan(who, plan_id)
-                } else {
-                    Err(e)
-                }
-            })?;
-        if plan.is_archived() {
-            return Err(BillingError::PlanArchived(plan_id));
-        }
+        let customer = self.customer_model(sub.customer_id).await?;
+        let plan = self.plan_for(who, &customer, plan_id)?;
         if plan.id == sub.plan_id {
             return Err(BillingError::invalid(
                 "the subscription is already on this plan",
@@ -691,30 +646,62 @@ impl Billing {
         }
         // Refused rather than scheduled: the caller releases what does not fit, then retries.
         self.check_limits_fit(sub.customer_id, &plan).await?;
+        let from = self
+            .catalog()
+            .plan(sub.plan_id)
+            .cloned()
+            .ok_or_else(|| BillingError::not_found("plan", sub.plan_id))?;
+        let phase = self.phase_now(&plan, customer.billing_start);
+        let (_, from_needs_card) = self.due_now(
+            &from,
+            &customer,
+            self.phase_now(&from, customer.billing_start),
+        );
+        let (due, needs_card) = self.due_now(&plan, &customer, phase);
+        if !from_needs_card && (needs_card || !due.is_zero()) {
+            let (success_url, cancel_url) = match (change.success_url, change.cancel_url) {
+                (Some(s), Some(c)) => (url("successUrl", &s)?, url("cancelUrl", &c)?),
+                _ => {
+                    return Err(BillingError::invalid(
+                        "this plan change must be paid first: give successUrl and cancelUrl for its checkout",
+                    ));
+                }
+            };
+            let provider = self.provider(Some(&sub.provider))?;
+            let checkout = self
+                .open_checkout(OpenCheckout {
+                    provider,
+                    customer: &customer,
+                    subscription_id: id,
+                    plan_id: Some(plan.id),
+                    amount: due,
+                    description: format!("{} — {}", plan.name, customer.name),
+                    success_url,
+                    cancel_url,
+                    idempotency_key: format!("plan-change-{id}-{}", Uuid::now_v7()),
+                })
+                .await?;
+            tracing::info!(subscription = %id, to = %plan.id, checkout = %checkout.id,
+                "plan change waits for its payment");
+            return Ok(Subscribed {
+                subscription: self.subscription_model(id).await?.try_into()?,
+                checkout: Some(checkout),
+            });
+        }
         let now = self.clock.now();
         let txn = self.db.write().await?;
-        subscription::ActiveModel {
-            id: Set(id),
-            plan_id: Set(plan.id),
-            // The new plan's phases decide the next boundary.
-            next_billing_at: Set(super::invoicing::DUE_NOW),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .update(&*txn)
-        .await?;
-        record(
-            &*txn,
-            now,
-            sub.customer_id,
-            Some(id),
-            EventKind::PlanChanged,
-            json!({ "from": sub.plan_id, "to": plan.id }),
-        )
-        .await?;
+        self.write_plan_change(&*txn, now, &sub, plan.id).await?;
+        // A plan change waiting for its payment is superseded by this one.
+        let closed = self
+            .close_open(&*txn, now, id, CloseReason::Replaced, true)
+            .await?;
         txn.commit().await?;
         self.announce_events();
-        Ok(self.subscription_model(id).await?.try_into()?)
+        self.close_at_providers(&closed).await;
+        Ok(Subscribed {
+            subscription: self.subscription_model(id).await?.try_into()?,
+            checkout: None,
+        })
     }
 
     /// A provider-hosted page where the customer replaces the stored payment method.
@@ -745,38 +732,5 @@ impl Billing {
         )
         .await?;
         Ok(session.url)
-    }
-
-    pub(crate) async fn customer_by_provider_ref(
-        &self,
-        db: &impl ConnectionTrait,
-        provider: &str,
-        r: &str,
-    ) -> BillingResult<Option<Uuid>> {
-        Ok(provider_customer::Entity::find()
-            .filter(provider_customer::Column::Provider.eq(provider))
-            .filter(provider_customer::Column::ProviderRef.eq(r))
-            .one(db)
-            .await?
-            .map(|m| m.customer_id))
-    }
-
-    pub(crate) async fn live_status_for(
-        &self,
-        plan: &Plan,
-        customer_id: Uuid,
-        db: &impl ConnectionTrait,
-    ) -> BillingResult<SubscriptionStatus> {
-        let c = customer::Entity::find_by_id(customer_id)
-            .one(db)
-            .await?
-            .ok_or_else(|| BillingError::not_found("customer", customer_id))?;
-        Ok(
-            if self.phase_now(plan, c.billing_start) == PhaseKind::Trial {
-                SubscriptionStatus::Trialing
-            } else {
-                SubscriptionStatus::Active
-            },
-        )
     }
 }

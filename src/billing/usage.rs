@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::Billing;
 use super::access::Principal;
-use super::codes::ProductKind;
+use super::codes::{Code, ProductKind};
 use super::error::{BillingError, BillingResult};
 use super::phase::truncate_to_second;
 use super::validate;
@@ -61,10 +61,11 @@ pub fn counter_usage(previous: Option<Decimal>, reading: Decimal) -> Decimal {
 impl Billing {
     pub async fn record_usage(&self, who: &Principal, input: NewUsage) -> BillingResult<Usage> {
         let sub = self.subscription(who, input.subscription_id).await?;
-        if !sub.status.is_live() {
+        if !sub.status.grants_plan() {
             return Err(BillingError::InvalidState(format!(
-                "subscription {} is not live",
-                sub.id
+                "subscription {} is {}: usage is recorded only once it is paid",
+                sub.id,
+                sub.status.code()
             )));
         }
         let product = self

@@ -1,16 +1,17 @@
-//! Provider news in: signed webhooks and the reconciler's status questions both end in
-//! `apply_outcome`, which moves a checkout (and its subscription) only forward.
+//! Provider news in: signed webhooks (and events a provider's own page hands over) are
+//! stored once by id and applied; payment outcomes end in `apply_outcome` (checkout.rs),
+//! which moves a checkout, and through the lifecycle its subscription, only forward.
 
 use axum::http::HeaderMap;
 use chrono::TimeDelta;
-use entity::{checkout, provider_event, subscription};
-use providers::{PaymentOutcome, ProviderEvent, ProviderEventKind};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use entity::{checkout, provider_customer, provider_event};
+use providers::{ProviderEvent, ProviderEventKind};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::json;
+use uuid::Uuid;
 
 use super::Billing;
-use super::codes::{CheckoutStatus, Code, EventKind, SubscriptionStatus, parse};
+use super::codes::{CloseReason, EventKind};
 use super::error::{BillingError, BillingResult};
 use super::events::record;
 
@@ -75,19 +76,30 @@ impl Billing {
             }
             Err(e) => return Err(e.into()),
         }
+        let mut refund_queued = false;
+        let mut closed = Vec::new();
         match (&ev.kind, &ev.outcome) {
             (ProviderEventKind::Checkout, Some(outcome)) => {
-                let found = checkout::Entity::find()
-                    .filter(checkout::Column::Provider.eq(provider))
-                    .filter(checkout::Column::ProviderRef.eq(ev.object_ref.as_str()))
-                    .one(&*txn)
-                    .await?;
-                match found {
-                    Some(c) => self.apply_outcome(&txn, c, outcome).await?,
+                match self.checkout_by_ref(&txn, provider, &ev.object_ref).await? {
+                    Some(c) => refund_queued = self.apply_outcome(&txn, c, outcome).await?,
                     None => tracing::warn!(
                         provider,
                         object = ev.object_ref,
                         "webhook for an unknown checkout"
+                    ),
+                }
+            }
+            (ProviderEventKind::CheckoutAbandoned, _) => {
+                match self.checkout_by_ref(&txn, provider, &ev.object_ref).await? {
+                    Some(c) => {
+                        closed = self
+                            .close_checkout_in(&txn, now, &c, CloseReason::Abandoned)
+                            .await?;
+                    }
+                    None => tracing::warn!(
+                        provider,
+                        object = ev.object_ref,
+                        "abandon for an unknown checkout"
                     ),
                 }
             }
@@ -111,134 +123,37 @@ impl Billing {
         }
         txn.commit().await?;
         self.announce_events();
+        self.close_at_providers(&closed).await;
+        if refund_queued {
+            self.send_due_refunds().await?;
+        }
         Ok(true)
     }
 
-    /// Applies a payment outcome to a checkout. Settled checkouts never move again, so late
-    /// or out-of-order news cannot take a subscription backwards.
-    pub(crate) async fn apply_outcome(
+    async fn checkout_by_ref(
         &self,
         db: &sea_orm::DatabaseTransaction,
-        c: checkout::Model,
-        outcome: &PaymentOutcome,
-    ) -> BillingResult<()> {
-        let status: CheckoutStatus = parse(&c.status)?;
-        if status.is_final() {
-            return Ok(());
-        }
-        let now = self.clock.now();
-        let (next, reason) = match outcome {
-            PaymentOutcome::Succeeded { .. } => (CheckoutStatus::Succeeded, None),
-            PaymentOutcome::Pending { .. } => (CheckoutStatus::Pending, None),
-            PaymentOutcome::Failed { reason, .. } => (CheckoutStatus::Failed, Some(reason.clone())),
-            PaymentOutcome::Unknown { .. } => (CheckoutStatus::Unknown, None),
-        };
-        // Conditional on the status we read: one writer wins a race, the other changes nothing.
-        let moved = checkout::Entity::update_many()
-            .col_expr(checkout::Column::Status, Expr::value(next.code()))
-            .col_expr(checkout::Column::FailureReason, Expr::value(reason.clone()))
-            .col_expr(checkout::Column::UpdatedAt, Expr::value(now))
-            .col_expr(
-                checkout::Column::StatusChecks,
-                Expr::value(c.status_checks + 1),
-            )
-            .col_expr(
-                checkout::Column::NextCheckAt,
-                Expr::value(
-                    (!matches!(next, CheckoutStatus::Succeeded))
-                        .then(|| now + next_check(c.status_checks + 1)),
-                ),
-            )
-            .filter(checkout::Column::Id.eq(c.id))
-            .filter(checkout::Column::Status.eq(c.status.as_str()))
-            .exec(db)
-            .await?;
-        if moved.rows_affected == 0 {
-            return Ok(());
-        }
-        let sub = subscription::Entity::find_by_id(c.subscription_id)
+        provider: &str,
+        provider_ref: &str,
+    ) -> BillingResult<Option<checkout::Model>> {
+        Ok(checkout::Entity::find()
+            .filter(checkout::Column::Provider.eq(provider))
+            .filter(checkout::Column::ProviderRef.eq(provider_ref))
+            .one(db)
+            .await?)
+    }
+
+    pub(crate) async fn customer_by_provider_ref(
+        &self,
+        db: &impl ConnectionTrait,
+        provider: &str,
+        r: &str,
+    ) -> BillingResult<Option<Uuid>> {
+        Ok(provider_customer::Entity::find()
+            .filter(provider_customer::Column::Provider.eq(provider))
+            .filter(provider_customer::Column::ProviderRef.eq(r))
             .one(db)
             .await?
-            .ok_or_else(|| BillingError::not_found("subscription", c.subscription_id))?;
-        let amount =
-            json!({ "checkoutId": c.id, "amount": c.amount.0.to_string(), "currency": c.currency });
-        match next {
-            CheckoutStatus::Succeeded => {
-                record(
-                    db,
-                    now,
-                    sub.customer_id,
-                    Some(sub.id),
-                    EventKind::CheckoutCompleted,
-                    amount.clone(),
-                )
-                .await?;
-                if !c.amount.0.is_zero() {
-                    record(
-                        db,
-                        now,
-                        sub.customer_id,
-                        Some(sub.id),
-                        EventKind::PaymentSucceeded,
-                        amount.clone(),
-                    )
-                    .await?;
-                }
-                if parse::<SubscriptionStatus>(&sub.status)? == SubscriptionStatus::Incomplete {
-                    let plan = self
-                        .catalog()
-                        .plan(sub.plan_id)
-                        .cloned()
-                        .ok_or_else(|| BillingError::not_found("plan", sub.plan_id))?;
-                    let live = self.live_status_for(&plan, sub.customer_id, db).await?;
-                    subscription::ActiveModel {
-                        id: Set(sub.id),
-                        status: Set(live.code().to_owned()),
-                        started_at: Set(Some(now)),
-                        updated_at: Set(now),
-                        ..Default::default()
-                    }
-                    .update(db)
-                    .await?;
-                    record(
-                        db,
-                        now,
-                        sub.customer_id,
-                        Some(sub.id),
-                        EventKind::SubscriptionActivated,
-                        json!({ "status": live.code() }),
-                    )
-                    .await?;
-                } else {
-                    tracing::warn!(subscription = %sub.id, status = sub.status, "payment succeeded for a subscription that is no longer waiting for it");
-                }
-            }
-            CheckoutStatus::Failed => {
-                let mut data = amount;
-                data["reason"] = json!(reason);
-                record(
-                    db,
-                    now,
-                    sub.customer_id,
-                    Some(sub.id),
-                    EventKind::PaymentFailed,
-                    data,
-                )
-                .await?;
-            }
-            CheckoutStatus::Pending if status != CheckoutStatus::Pending => {
-                record(
-                    db,
-                    now,
-                    sub.customer_id,
-                    Some(sub.id),
-                    EventKind::PaymentPending,
-                    amount,
-                )
-                .await?;
-            }
-            _ => {}
-        }
-        Ok(())
+            .map(|m| m.customer_id))
     }
 }

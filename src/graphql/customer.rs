@@ -93,13 +93,14 @@ impl Customer {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
-    /// The plans this customer may choose from: public ones and those offered to them.
+    /// The plans this customer may choose from: public ones and those offered to them, in
+    /// the customer's currency.
     async fn available_plans(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Plan>> {
         let cat = ctx.billing()?.catalog();
         Ok(cat
             .plans
             .iter()
-            .filter(|p| p.visible_to(Some(self.0.id)))
+            .filter(|p| p.visible_to(Some(self.0.id)) && p.offers_currency(&self.0.currency))
             .map(|p| Plan(p.clone(), cat.clone()))
             .collect())
     }

@@ -67,7 +67,7 @@ pub enum Role {
 pub enum SubscriptionStatus {
     /// Waiting for checkout.
     Incomplete,
-    /// Checkout was not completed in time.
+    /// Never paid: its checkout expired, was abandoned, or a new subscription replaced it.
     IncompleteExpired,
     Active,
     /// Live, in the plan's trial phase.
@@ -87,7 +87,12 @@ pub enum CheckoutStatus {
     Succeeded,
     /// The last attempt failed; the customer may try again on the same page.
     Failed,
+    /// Closed: not completed in time. It takes no payment; one that still arrives is refunded.
     Expired,
+    /// Closed: the customer left through the page's cancel link.
+    Abandoned,
+    /// Closed: a new subscription of the same customer replaced this one.
+    Replaced,
 }
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -113,6 +118,8 @@ pub enum BillingEventKind {
     InvoiceUncollectible,
     /// A renewal payment failed; retries are scheduled.
     SubscriptionPastDue,
+    /// Money that arrived for a closed checkout was given back.
+    PaymentRefunded,
 }
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use super::loaders::{CheckoutBySubscription, CustomerLoader, SubscriptionsByCust
 use super::scalars::Decimal;
 use crate::billing::events::{self, BillingEvent as EventModel};
 use crate::billing::subscriptions::{
-    Checkout as CheckoutModel, NewSubscription, Subscription as SubscriptionModel,
+    Checkout as CheckoutModel, NewSubscription, PlanChangeUrls, Subscription as SubscriptionModel,
 };
 
 /// A customer's subscription to a plan.
@@ -131,6 +131,16 @@ impl Checkout {
 pub struct CreateSubscriptionPayload {
     pub subscription: Subscription,
     /// None when nothing is due and the plan needs no card: the subscription is live already.
+    pub checkout: Option<Checkout>,
+}
+
+#[derive(SimpleObject)]
+pub struct SubscriptionChangePayload {
+    pub subscription: Subscription,
+    /// The change's own invoice, when it issues one (changes are billed in arrears today,
+    /// sliced at the change instant on the period's invoice: always null for now).
+    pub invoice: Option<super::invoice::Invoice>,
+    /// The checkout to pay before the change takes effect; null when it took effect at once.
     pub checkout: Option<Checkout>,
 }
 
@@ -305,22 +315,38 @@ impl SubscriptionMutation {
         Ok(Subscription(s))
     }
 
+    /// Moves the subscription to another plan. A change from a plan with nothing to pay to
+    /// one with something to pay takes effect only once paid: the answer then carries the
+    /// checkout (give `successUrl` and `cancelUrl` for it), and the subscription stays on
+    /// its plan until that checkout succeeds.
     async fn change_plan(
         &self,
         ctx: &Context<'_>,
         subscription_id: ID,
         plan_id: ID,
-    ) -> async_graphql::Result<Subscription> {
-        let s = ctx
+        idempotency_key: Option<String>,
+        success_url: Option<String>,
+        cancel_url: Option<String>,
+    ) -> async_graphql::Result<SubscriptionChangePayload> {
+        let out = ctx
             .billing()?
             .change_plan(
                 &ctx.principal(),
                 uuid("subscriptionId", &subscription_id)?,
                 uuid("planId", &plan_id)?,
+                PlanChangeUrls {
+                    success_url,
+                    cancel_url,
+                    idempotency_key,
+                },
             )
             .await
             .gql()?;
-        Ok(Subscription(s))
+        Ok(SubscriptionChangePayload {
+            subscription: Subscription(out.subscription),
+            invoice: None,
+            checkout: out.checkout.map(Checkout),
+        })
     }
 }
 

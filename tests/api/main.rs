@@ -10,6 +10,7 @@ mod helpers;
 mod invoices;
 mod limits;
 mod money;
+mod money_path;
 mod pricing;
 mod schema;
 mod stripe;

@@ -106,7 +106,7 @@ async fn per_period_limits_reset_with_the_period_and_plan_changes_must_fit() {
     let refused = app
         .gql_as(
             Some(&token),
-            "mutation($s: ID!, $p: ID!) { changePlan(subscriptionId: $s, planId: $p) { id } }",
+            "mutation($s: ID!, $p: ID!) { changePlan(subscriptionId: $s, planId: $p) { subscription { id } } }",
             json!({ "s": sub_id, "p": small }),
         )
         .await;

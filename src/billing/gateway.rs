@@ -1,0 +1,135 @@
+//! The payment gateway: every call to a provider goes through here, each with the
+//! configured timeout, never inside a database transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use entity::{customer, provider_customer};
+use providers::{CustomerInfo, PaymentOutcome, PaymentProvider, ProviderError, RefundRequest};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use uuid::Uuid;
+
+use super::Billing;
+use super::error::{BillingError, BillingResult};
+
+/// Every provider call gives up after the configured timeout (the outcome is then unknown).
+pub(crate) async fn within<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or(Err(ProviderError::Timeout))
+}
+
+impl Billing {
+    pub(crate) fn provider(&self, name: Option<&str>) -> BillingResult<Arc<dyn PaymentProvider>> {
+        let name = name.unwrap_or(&self.default_provider);
+        self.providers
+            .get(name)
+            .map_err(|_| BillingError::invalid(format!("unknown payment provider {name:?}")))
+    }
+
+    /// The customer's reference at a provider, creating (or refreshing) it there.
+    pub(crate) async fn provider_customer_ref(
+        &self,
+        provider: &dyn PaymentProvider,
+        c: &customer::Model,
+    ) -> BillingResult<String> {
+        let known = provider_customer::Entity::find_by_id((c.id, provider.name().to_owned()))
+            .one(self.db.conn())
+            .await?;
+        if let Some(k) = &known {
+            return Ok(k.provider_ref.clone());
+        }
+        let info = CustomerInfo {
+            customer_id: c.id.to_string(),
+            provider_ref: None,
+            name: c.name.clone(),
+            email: c.email.clone(),
+            phone: c.phone.clone(),
+        };
+        let r = within(self.provider_timeout, provider.upsert_customer(&info)).await?;
+        let inserted = provider_customer::ActiveModel {
+            customer_id: Set(c.id),
+            provider: Set(provider.name().to_owned()),
+            provider_ref: Set(r.clone()),
+        }
+        .insert(self.db.conn())
+        .await;
+        match inserted {
+            Ok(_) => Ok(r),
+            // A concurrent call stored one first: use that one.
+            Err(_) => Ok(
+                provider_customer::Entity::find_by_id((c.id, provider.name().to_owned()))
+                    .one(self.db.conn())
+                    .await?
+                    .map_or(r, |k| k.provider_ref),
+            ),
+        }
+    }
+
+    /// Keeps the providers' copies of a customer in step with ours.
+    pub async fn sync_customer_to_providers(&self, customer_id: Uuid) {
+        let Ok(c) = self.customer_model(customer_id).await else {
+            return;
+        };
+        let Ok(refs) = provider_customer::Entity::find()
+            .filter(provider_customer::Column::CustomerId.eq(customer_id))
+            .all(self.db.conn())
+            .await
+        else {
+            return;
+        };
+        for r in refs {
+            if let Ok(p) = self.providers.get(&r.provider) {
+                let info = CustomerInfo {
+                    customer_id: c.id.to_string(),
+                    provider_ref: Some(r.provider_ref.clone()),
+                    name: c.name.clone(),
+                    email: c.email.clone(),
+                    phone: c.phone.clone(),
+                };
+                if let Err(e) = within(self.provider_timeout, p.upsert_customer(&info)).await {
+                    tracing::warn!(provider = r.provider, error = %e, "could not update the provider's customer");
+                }
+            }
+        }
+    }
+
+    /// Closes checkout sessions at their providers, so that their pages take no payment.
+    /// A provider that cannot be reached is logged: a payment that still arrives for a
+    /// closed checkout is refunded.
+    pub(crate) async fn close_at_providers(&self, closed: &[(String, String)]) {
+        for (name, provider_ref) in closed {
+            let Ok(p) = self.providers.get(name) else {
+                continue;
+            };
+            match within(self.provider_timeout, p.close_checkout(provider_ref)).await {
+                Ok(()) => tracing::info!(
+                    provider = name,
+                    checkout = provider_ref,
+                    "checkout closed at the provider"
+                ),
+                Err(e) => tracing::warn!(provider = name, checkout = provider_ref, error = %e,
+                    "could not close the checkout at the provider; a late payment will be refunded"),
+            }
+        }
+    }
+
+    /// One refund call; an answer that may not have reached the provider is `Unknown`.
+    pub(crate) async fn send_refund(&self, provider: &str, r: RefundRequest) -> PaymentOutcome {
+        let unknown = PaymentOutcome::Unknown { provider_ref: None };
+        let Ok(p) = self.providers.get(provider) else {
+            return unknown;
+        };
+        match within(self.provider_timeout, p.refund(r)).await {
+            Ok(outcome) => outcome,
+            Err(ProviderError::Rejected(reason)) => PaymentOutcome::Failed {
+                provider_ref: None,
+                reason,
+            },
+            Err(_) => unknown,
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! The money path: closed checkouts take no money (and what still arrives is refunded), a
+//! customer can always try again, unpaid grants nothing, no paid plan without payment,
+//! plans are offered in their currencies.
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::subscriptions::{event_kinds, monthly_plan, pay, subscribe, subscribe_input};
+
+const SUBSCRIBE: &str = "mutation($i: CreateSubscriptionInput!) { createSubscription(input: $i) {
+    subscription { id status } checkout { id url status amount } } }";
+
+const CHANGE: &str = "mutation($s: ID!, $p: ID!, $ok: String, $no: String) {
+    changePlan(subscriptionId: $s, planId: $p, successUrl: $ok, cancelUrl: $no) {
+        subscription { id status plan { id } } invoice { id } checkout { id url status amount } } }";
+
+async fn subscription(app: &TestApp, id: &str) -> Value {
+    app.admin(
+        "query($id: ID!) { subscription(id: $id) { status plan { id } checkout { status amount } } }",
+        json!({ "id": id }),
+    )
+    .await
+    .ok()["subscription"]
+        .clone()
+}
+
+async fn advance(app: &TestApp, by: chrono::TimeDelta) {
+    let to = (app.billing.clock.now() + by).to_rfc3339();
+    app.admin(
+        "mutation($t: DateTime!) { advanceClock(to: $t) }",
+        json!({ "t": to }),
+    )
+    .await
+    .ok();
+}
+
+/// A plan limiting computations to `max`, with its container at `monthly` USD a month.
+async fn limited(app: &TestApp, name: &str, monthly: &str, max: i64) -> String {
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    app.create_plan(json!({ "name": name, "limits": [{ "metric": "computations", "max": max, "kind": "COUNT" }],
+        "phases": [{ "kind": "FINAL", "prices": [
+            { "productId": container, "currency": "USD", "unitAmount": monthly, "interval": "MONTH" } ] }] }))
+        .await
+}
+
+async fn computations_limit(app: &TestApp, customer: &str) -> i64 {
+    app.admin(
+        "query($c: ID!) { entitlement(customerId: $c, metric: \"computations\") { limit } }",
+        json!({ "c": customer }),
+    )
+    .await
+    .ok()["entitlement"]["limit"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_subscription_replaces_an_unpaid_one_and_closes_its_checkout() {
+    let app = TestApp::spawn().await;
+    let (plan, _) = monthly_plan(&app, "10").await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let first = subscribe(&app, &token, &customer, &plan).await;
+    let first_id = first["subscription"]["id"].as_str().unwrap();
+    let first_url = first["checkout"]["url"].as_str().unwrap().to_owned();
+
+    let second = subscribe(&app, &token, &customer, &plan).await;
+    assert_eq!(second["subscription"]["status"], "INCOMPLETE");
+    let old = subscription(&app, first_id).await;
+    assert_eq!(old["status"], "INCOMPLETE_EXPIRED");
+    assert_eq!(old["checkout"]["status"], "REPLACED");
+    assert_eq!(
+        event_kinds(&app, &customer).await,
+        [
+            "SUBSCRIPTION_CREATED",
+            "SUBSCRIPTION_EXPIRED",
+            "SUBSCRIPTION_CREATED"
+        ]
+    );
+    // The replaced checkout's page takes no card, and nothing moves.
+    let refused = pay(&app, &first_url, "4242424242424242").await;
+    assert!(!refused.status().is_redirection(), "{}", refused.status());
+    assert_eq!(
+        subscription(&app, first_id).await["status"],
+        "INCOMPLETE_EXPIRED"
+    );
+
+    // The new one is paid as usual; a live subscription is not replaced.
+    let paid = pay(
+        &app,
+        second["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    assert!(paid.status().is_redirection());
+    let third = app
+        .gql_as(
+            Some(&token),
+            SUBSCRIBE,
+            subscribe_input(&customer, &plan, None),
+        )
+        .await;
+    third.expect_code("ALREADY_SUBSCRIBED");
+}
+
+#[tokio::test]
+async fn an_unpaid_subscription_grants_nothing() {
+    let app = TestApp::spawn().await;
+    limited(&app, "Free", "0", 2).await; // the first plan is the default
+    let pro = limited(&app, "Pro", "30", 100).await;
+    let metered = app
+        .admin(
+            r#"mutation { createProduct(input: { name: "Bandwidth", kind: METERED_RESOURCE, resource: "bandwidth", unitType: "GB" }) { id } }"#,
+            json!({}),
+        )
+        .await
+        .ok()["createProduct"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let out = subscribe(&app, &token, &customer, &pro).await;
+    assert_eq!(out["subscription"]["status"], "INCOMPLETE");
+    let sub = out["subscription"]["id"].as_str().unwrap();
+
+    // Until it is paid, the default plan's limits apply and no usage is taken.
+    assert_eq!(computations_limit(&app, &customer).await, 2);
+    let usage = app
+        .admin(
+            "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { id } }",
+            json!({ "i": { "subscriptionId": sub, "productId": metered, "quantity": "5", "idempotencyKey": "u1" } }),
+        )
+        .await;
+    usage.expect_code("INVALID_STATE");
+
+    pay(
+        &app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    assert_eq!(subscription(&app, sub).await["status"], "ACTIVE");
+    assert_eq!(computations_limit(&app, &customer).await, 100);
+}
+
+#[tokio::test]
+async fn a_change_from_a_free_plan_to_a_paid_one_waits_for_its_payment() {
+    let app = TestApp::spawn().await;
+    let free = limited(&app, "Free", "0", 2).await;
+    let pro = limited(&app, "Pro", "30", 100).await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let out = subscribe(&app, &token, &customer, &free).await;
+    assert_eq!(out["subscription"]["status"], "ACTIVE");
+    let sub = out["subscription"]["id"].as_str().unwrap();
+
+    // Without the URLs its checkout needs, the change is refused and nothing moves.
+    let vars = json!({ "s": sub, "p": pro });
+    app.gql_as(Some(&token), CHANGE, vars.clone())
+        .await
+        .expect_code("BAD_USER_INPUT");
+
+    let mut vars = vars;
+    vars["ok"] = json!("https://app.example/billing?upgraded=1");
+    vars["no"] = json!("https://app.example/billing");
+    let changed = app.gql_as(Some(&token), CHANGE, vars).await;
+    let changed = &changed.ok()["changePlan"];
+    assert_eq!(
+        changed["subscription"]["plan"]["id"],
+        free.as_str(),
+        "not yet"
+    );
+    assert_eq!(changed["checkout"]["status"], "OPEN");
+    assert_eq!(changed["checkout"]["amount"], "30.00");
+    assert_eq!(computations_limit(&app, &customer).await, 2);
+
+    let paid = pay(
+        &app,
+        changed["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    assert!(paid.status().is_redirection());
+    assert_eq!(
+        paid.headers()["location"],
+        "https://app.example/billing?upgraded=1"
+    );
+    let now = subscription(&app, sub).await;
+    assert_eq!(
+        (now["status"].as_str(), now["plan"]["id"].as_str()),
+        (Some("ACTIVE"), Some(pro.as_str()))
+    );
+    assert_eq!(computations_limit(&app, &customer).await, 100);
+    let kinds = event_kinds(&app, &customer).await;
+    assert_eq!(
+        kinds[kinds.len() - 3..],
+        ["CHECKOUT_COMPLETED", "PAYMENT_SUCCEEDED", "PLAN_CHANGED"]
+    );
+}
+
+#[tokio::test]
+async fn an_unpaid_plan_change_expires_and_leaves_the_plan_as_it_was() {
+    let app = TestApp::spawn().await;
+    let free = limited(&app, "Free", "0", 2).await;
+    let pro = limited(&app, "Pro", "30", 100).await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let sub = subscribe(&app, &token, &customer, &free).await["subscription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let vars = json!({ "s": sub, "p": pro, "ok": "https://app.example/ok", "no": "https://app.example/no" });
+    let changed = app.gql_as(Some(&token), CHANGE, vars).await;
+    let url = changed.ok()["changePlan"]["checkout"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    advance(&app, chrono::TimeDelta::hours(24)).await;
+    let now = subscription(&app, &sub).await;
+    assert_eq!(now["status"], "ACTIVE", "the subscription itself goes on");
+    assert_eq!(now["plan"]["id"], free.as_str());
+    assert_eq!(now["checkout"]["status"], "EXPIRED");
+    let late = pay(&app, &url, "4242424242424242").await;
+    assert!(!late.status().is_redirection());
+    assert_eq!(subscription(&app, &sub).await["plan"]["id"], free.as_str());
+}
+
+#[tokio::test]
+async fn plans_are_offered_only_in_the_currencies_they_have_prices_in() {
+    let app = TestApp::spawn().await;
+    let (usd_only, _) = monthly_plan(&app, "10").await;
+    let euro = app
+        .create_customer_with(json!({ "externalId": "eu-1", "name": "Euro GmbH", "email": "a@b.example", "currency": "EUR" }))
+        .await;
+    let token = app.customer_token(&euro).await;
+    let refused = app
+        .gql_as(
+            Some(&token),
+            SUBSCRIBE,
+            subscribe_input(&euro, &usd_only, None),
+        )
+        .await;
+    refused.expect_code("CURRENCY_NOT_OFFERED");
+    assert!(event_kinds(&app, &euro).await.is_empty(), "nothing written");
+    let plans = app
+        .gql_as(
+            Some(&token),
+            "query($c: ID!) { customer(id: $c) { availablePlans { id } } }",
+            json!({ "c": euro }),
+        )
+        .await;
+    assert_eq!(plans.ok()["customer"]["availablePlans"], json!([]));
+    let usd = app.create_customer("us-1").await;
+    let usd_token = app.customer_token(&usd).await;
+    let plans = app
+        .gql_as(
+            Some(&usd_token),
+            "query($c: ID!) { customer(id: $c) { availablePlans { id } } }",
+            json!({ "c": usd }),
+        )
+        .await;
+    assert_eq!(
+        plans.ok()["customer"]["availablePlans"],
+        json!([{ "id": usd_only }])
+    );
+}
+
+#[tokio::test]
+async fn a_pending_payment_approved_after_the_checkout_expired_is_refunded() {
+    let app = TestApp::spawn().await;
+    let (plan, _) = monthly_plan(&app, "25").await;
+    let customer = app.create_customer("p").await;
+    let token = app.customer_token(&customer).await;
+    let out = subscribe(&app, &token, &customer, &plan).await;
+    let url = out["checkout"]["url"].as_str().unwrap().to_owned();
+    let sub = out["subscription"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        pay(&app, &url, "4000000000000077").await.status().as_u16(),
+        200
+    );
+    advance(&app, chrono::TimeDelta::hours(24)).await;
+    assert_eq!(
+        subscription(&app, &sub).await["status"],
+        "INCOMPLETE_EXPIRED"
+    );
+
+    // The bank approves it late: the money arrives, and goes straight back.
+    let settle = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    settle
+        .post(format!("{url}/settle"))
+        .form(&[("success", "true")])
+        .send()
+        .await
+        .unwrap();
+    let after = subscription(&app, &sub).await;
+    assert_eq!(
+        after["status"], "INCOMPLETE_EXPIRED",
+        "nothing paid is given for a closed checkout"
+    );
+    assert_eq!(
+        event_kinds(&app, &customer).await,
+        [
+            "SUBSCRIPTION_CREATED",
+            "PAYMENT_PENDING",
+            "SUBSCRIPTION_EXPIRED",
+            "PAYMENT_REFUNDED"
+        ]
+    );
+    let refunded = app
+        .admin(
+            "query($c: ID) { billingEvents(customerId: $c) { kind data } }",
+            json!({ "c": customer }),
+        )
+        .await;
+    let last = refunded.ok()["billingEvents"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["data"]["amount"], "25.00");
+    assert_eq!(last["data"]["currency"], "USD");
+
+    // The webhook delivered again (or the reconciler asking) refunds nothing more.
+    advance(&app, chrono::TimeDelta::hours(2)).await;
+    let kinds = event_kinds(&app, &customer).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "PAYMENT_REFUNDED").count(), 1);
+}
+
+#[tokio::test]
+async fn the_end_of_a_trial_is_recorded_as_a_status_change() {
+    let app = TestApp::spawn().await;
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    let plan = app
+        .create_plan(json!({ "name": "Trial", "phases": [
+            { "kind": "TRIAL", "duration": { "count": 14, "unit": "DAY" }, "prices": [
+                { "productId": container, "currency": "USD", "unitAmount": "0", "interval": "MONTH" } ] },
+            { "kind": "FINAL", "prices": [
+                { "productId": container, "currency": "USD", "unitAmount": "10", "interval": "MONTH" } ] } ] }))
+        .await;
+    let customer = app.create_customer("t").await;
+    let token = app.customer_token(&customer).await;
+    let out = subscribe(&app, &token, &customer, &plan).await;
+    pay(
+        &app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    let sub = out["subscription"]["id"].as_str().unwrap();
+    assert_eq!(subscription(&app, sub).await["status"], "TRIALING");
+    advance(&app, chrono::TimeDelta::days(15)).await;
+    assert_eq!(subscription(&app, sub).await["status"], "ACTIVE");
+    let events = app
+        .admin(
+            "query($c: ID) { billingEvents(customerId: $c) { kind data } }",
+            json!({ "c": customer }),
+        )
+        .await;
+    let trial_end: Vec<_> = events.ok()["billingEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "SUBSCRIPTION_ACTIVATED" && e["data"]["from"] == "TRIALING")
+        .cloned()
+        .collect();
+    assert_eq!(trial_end.len(), 1, "{events:?}", events = events.body);
+    assert_eq!(trial_end[0]["data"]["status"], "ACTIVE");
+}
