@@ -18,6 +18,7 @@ pub mod price;
 pub mod product;
 pub mod provider_customer;
 pub mod provider_event;
+pub mod sandbox_record;
 pub mod setting;
 pub mod subscription;
 pub mod subscription_phase;

@@ -19,6 +19,7 @@ pub mod money;
 pub mod phase;
 pub mod pricing;
 pub mod quote;
+pub mod sandbox_store;
 pub mod subscriptions;
 pub mod usage;
 pub mod validate;
