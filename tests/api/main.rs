@@ -11,6 +11,7 @@ mod invoices;
 mod limits;
 mod money;
 mod pricing;
+mod sandbox_state;
 mod schema;
 mod stripe;
 mod subscriptions;
