@@ -13,6 +13,7 @@ use providers::stripe::{StripeConfig, StripeProvider};
 use sea_orm::sqlx::postgres::PgListener;
 
 use crate::billing::events::NOTIFY_CHANNEL;
+use crate::billing::sandbox_store::DbSandboxStore;
 use crate::billing::{Billing, Db, Settings};
 use crate::clock::{SharedClock, SystemClock, TestClock};
 use crate::config::{Cli, Command, Config};
@@ -87,12 +88,12 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
-        let mut registry = build_providers(&config, &public_url)?;
+        let db = Db::connect(&config.database_url, config.db_pool).await?;
+        Migrator::up(db.conn(), None).await?;
+        let mut registry = build_providers(&config, &public_url, &db)?;
         for p in extra {
             registry.register(p);
         }
-        let db = Db::connect(&config.database_url, config.db_pool).await?;
-        Migrator::up(db.conn(), None).await?;
         let clock: SharedClock = if config.test_clock {
             tracing::warn!("test clock enabled: admins can move time with advanceClock");
             Arc::new(TestClock::new(chrono::Utc::now()))
@@ -213,7 +214,11 @@ async fn listen_for_events(billing: Arc<Billing>, url: String) {
 }
 
 /// The configured payment providers; an unknown name fails start-up.
-fn build_providers(config: &Config, public_url: &str) -> Result<providers::Registry, AnyError> {
+fn build_providers(
+    config: &Config,
+    public_url: &str,
+    db: &Db,
+) -> Result<providers::Registry, AnyError> {
     let mut registry = providers::Registry::default();
     for name in config
         .providers
@@ -227,9 +232,10 @@ fn build_providers(config: &Config, public_url: &str) -> Result<providers::Regis
                     .sandbox_secret
                     .clone()
                     .unwrap_or_else(|| crate::billing::access::new_token("whsec_sbx_"));
-                registry.register(Arc::new(SandboxProvider::new(SandboxConfig::new(
-                    public_url, secret,
-                ))));
+                registry.register(Arc::new(SandboxProvider::new(
+                    SandboxConfig::new(public_url, secret),
+                    Arc::new(DbSandboxStore::new(db.clone())),
+                )));
             }
             "stripe" => {
                 let api_key = config

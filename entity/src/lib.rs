@@ -19,6 +19,7 @@ pub mod product;
 pub mod provider_customer;
 pub mod provider_event;
 pub mod refund;
+pub mod sandbox_record;
 pub mod setting;
 pub mod subscription;
 pub mod subscription_phase;

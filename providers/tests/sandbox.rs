@@ -8,10 +8,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use providers::sandbox::{MOUNT, SIGNATURE_HEADER, SandboxConfig, SandboxProvider};
+use providers::sandbox::{
+    MOUNT, MemoryStore, RecordKind, SIGNATURE_HEADER, SandboxConfig, SandboxProvider, SandboxStore,
+    StoreError, Versioned,
+};
 use providers::{
     ChargeRequest, CheckoutRequest, CustomerInfo, DetailsRequest, PaymentOutcome, PaymentProvider,
-    ProviderError, ProviderEvent, ProviderEventKind, signature,
+    ProviderError, ProviderEvent, ProviderEventKind, RefundRequest, signature,
 };
 use rust_decimal::Decimal;
 use rust_decimal::dec;
@@ -54,9 +57,15 @@ impl Harness {
     /// The pages nested at `/providers/sandbox`, the receiver at `/providers/sandbox/webhook`
     /// (where `SandboxConfig::new` sends events), all on one ephemeral port.
     async fn start() -> Harness {
+        Self::start_on(Arc::new(MemoryStore::default())).await
+    }
+
+    /// A sandbox on its own port that keeps its state in `store`: several harnesses on one
+    /// store are server processes sharing a database.
+    async fn start_on(store: Arc<dyn SandboxStore>) -> Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let provider = SandboxProvider::new(SandboxConfig::new(base.clone(), SECRET));
+        let provider = SandboxProvider::new(SandboxConfig::new(base.clone(), SECRET), store);
         Self::serve(listener, base, provider)
     }
 
@@ -204,7 +213,8 @@ async fn a_good_card_pays_sends_a_verified_event_then_redirects() {
     assert!(!page.contains("<monthly>"));
     assert!(page.contains("name=\"card_number\""));
     assert!(page.contains("<label for=\"card_number\">"));
-    assert!(page.contains(&format!("href=\"{}/cancelled\"", h.base)));
+    // Cancelling is a form that tells the server before the browser leaves.
+    assert!(page.contains(&format!("action=\"{}/abandon\"", session.provider_ref)));
     assert!(!page.contains("<script"));
 
     let (status, location, _) = h
@@ -504,10 +514,21 @@ async fn unknown_pages_and_refs_are_not_found() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    for action in ["", "/abandon"] {
+        let (status, _, page) = h
+            .post_form(
+                &format!("{}/providers/sandbox/checkout/sbx_cs_nope{action}", h.base),
+                "card_number=4242424242424242",
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{action}");
+        assert!(page.contains("does not exist"));
+    }
     let (status, _) = h
         .get(&format!("{}/providers/sandbox/payment-details/x", h.base))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(h.events().is_empty());
     assert!(matches!(
         h.provider.payment_status("sbx_ch_nope").await,
         Err(ProviderError::Rejected(_))
@@ -739,11 +760,14 @@ async fn an_unreachable_webhook_receiver_does_not_block_the_redirect() {
     drop(dead);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let provider = SandboxProvider::new(SandboxConfig {
-        public_base_url: base.clone(),
-        webhook_secret: SECRET.into(),
-        webhook_url: dead_url,
-    });
+    let provider = SandboxProvider::new(
+        SandboxConfig {
+            public_base_url: base.clone(),
+            webhook_secret: SECRET.into(),
+            webhook_url: dead_url,
+        },
+        Arc::new(MemoryStore::default()),
+    );
     let h = Harness::serve(listener, base, provider);
     let cus = h.customer().await;
     let session = h
@@ -764,4 +788,525 @@ async fn an_unreachable_webhook_receiver_does_not_block_the_redirect() {
             .unwrap(),
         succeeded(&session.provider_ref)
     );
+}
+
+// ----- closed checkouts, abandon, refunds, shared state -------------------------------------
+
+fn refund_request(payment_ref: &str, amount: Decimal, key: &str) -> RefundRequest {
+    RefundRequest {
+        payment_ref: payment_ref.into(),
+        amount,
+        currency: "eur".into(),
+        reason: "checkout closed before the payment arrived".into(),
+        idempotency_key: key.into(),
+    }
+}
+
+fn rejected(result: Result<PaymentOutcome, ProviderError>) -> String {
+    match result {
+        Err(ProviderError::Rejected(reason)) => reason,
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_closed_checkout_says_so_and_takes_no_card() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(12.5), "k1"))
+        .await
+        .unwrap();
+    // A declined attempt first: closing still stops the retry.
+    h.post_form(&session.url, "card_number=4000000000000002")
+        .await;
+    h.provider
+        .close_checkout(&session.provider_ref)
+        .await
+        .unwrap();
+
+    let (status, page) = h.get(&session.url).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(page.contains("This checkout is closed"), "{page}");
+    assert!(page.contains("expired, was replaced"));
+    assert!(page.contains(&format!("href=\"{}/cancelled\"", h.base)));
+    assert!(!page.contains("name=\"card_number\""));
+
+    let before = h.events().len();
+    for card in ["4242424242424242", "4000000000000077", "4000000000000002"] {
+        let (status, location, page) = h
+            .post_form(&session.url, &format!("card_number={card}"))
+            .await;
+        assert_eq!(status, StatusCode::GONE, "{card}");
+        assert_eq!(location, None);
+        assert!(page.contains("your card was not charged"), "{page}");
+        assert!(page.contains(&format!("href=\"{}/cancelled\"", h.base)));
+    }
+    assert_eq!(h.events().len(), before);
+    assert_eq!(
+        h.provider
+            .payment_status(&session.provider_ref)
+            .await
+            .unwrap(),
+        failed(&session.provider_ref, "card declined")
+    );
+    // Nothing was saved: the customer has no card.
+    let outcome = h.provider.charge(charge_request(&cus, "c")).await.unwrap();
+    assert!(
+        matches!(&outcome, PaymentOutcome::Failed { reason, .. } if reason == "no payment method")
+    );
+    // Closing again, or closing what does not exist, changes nothing.
+    h.provider
+        .close_checkout(&session.provider_ref)
+        .await
+        .unwrap();
+    h.provider.close_checkout("sbx_cs_nope").await.unwrap();
+    assert_eq!(h.events().len(), before);
+}
+
+#[tokio::test]
+async fn closing_a_paid_checkout_changes_nothing_and_a_replayed_post_takes_nothing() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(10), "k1"))
+        .await
+        .unwrap();
+    h.post_form(&session.url, "card_number=4242424242424242")
+        .await;
+    h.provider
+        .close_checkout(&session.provider_ref)
+        .await
+        .unwrap();
+    let (status, page) = h.get(&session.url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("This payment is complete"));
+    let (status, location, _) = h
+        .post_form(&session.url, "card_number=4000000000000002")
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("{}/done?ok=1", h.base));
+    assert_eq!(h.events().len(), 1);
+    assert_eq!(
+        h.provider
+            .payment_status(&session.provider_ref)
+            .await
+            .unwrap(),
+        succeeded(&session.provider_ref)
+    );
+}
+
+#[tokio::test]
+async fn a_pending_payment_in_flight_can_still_succeed_after_the_checkout_closed() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(7), "k1"))
+        .await
+        .unwrap();
+    h.post_form(&session.url, "card_number=4000+0000+0000+0077")
+        .await;
+    h.provider
+        .close_checkout(&session.provider_ref)
+        .await
+        .unwrap();
+    let (status, page) = h.get(&session.url).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(page.contains("This checkout is closed"));
+    assert!(page.contains("still pending"), "{page}");
+    assert!(page.contains(&format!("action=\"{}/settle\"", session.provider_ref)));
+    // A new card is refused; the bank's answer to the one in flight is not.
+    let (status, _, _) = h
+        .post_form(&session.url, "card_number=4242424242424242")
+        .await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_eq!(
+        h.provider
+            .settle(&session.provider_ref, true)
+            .await
+            .unwrap(),
+        succeeded(&session.provider_ref)
+    );
+    let last = h.events().last().unwrap().clone();
+    assert_eq!(last.kind, ProviderEventKind::Checkout);
+    assert_eq!(last.outcome, Some(succeeded(&session.provider_ref)));
+    // The money moved, so it can be given back.
+    let outcome = h
+        .provider
+        .refund(refund_request(&session.provider_ref, dec!(7), "r1"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, PaymentOutcome::Succeeded { provider_ref } if provider_ref.starts_with("sbx_re_")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn abandoning_tells_the_server_then_goes_to_the_cancel_url() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(10), "k1"))
+        .await
+        .unwrap();
+    let abandon = format!("{}/abandon", session.url);
+    let (status, location, _) = h.post_form(&abandon, "").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("{}/cancelled", h.base));
+    // Delivered before the redirect.
+    let events = h.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, ProviderEventKind::CheckoutAbandoned);
+    assert_eq!(events[0].object_ref, session.provider_ref);
+    assert_eq!(events[0].outcome, None);
+    // The session is closed.
+    let (status, page) = h.get(&session.url).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(page.contains("This checkout is closed"));
+    let (status, _, _) = h
+        .post_form(&session.url, "card_number=4242424242424242")
+        .await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_eq!(h.events().len(), 1);
+    // Pressing it again (a lost delivery, a second tab) still goes back.
+    let (status, location, _) = h.post_form(&abandon, "").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("{}/cancelled", h.base));
+
+    // A paid session is not abandoned: it goes to its success URL, and nothing is sent.
+    let paid = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(10), "k2"))
+        .await
+        .unwrap();
+    h.post_form(&paid.url, "card_number=4242424242424242").await;
+    let before = h.events().len();
+    let (status, location, _) = h.post_form(&format!("{}/abandon", paid.url), "").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("{}/done?ok=1", h.base));
+    assert_eq!(h.events().len(), before);
+    assert_eq!(
+        h.provider.payment_status(&paid.provider_ref).await.unwrap(),
+        succeeded(&paid.provider_ref)
+    );
+}
+
+#[tokio::test]
+async fn refunds_give_back_what_was_taken_once_per_key_and_never_more() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let session = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(12.50), "k1"))
+        .await
+        .unwrap();
+    h.post_form(&session.url, "card_number=4242424242424242")
+        .await;
+    let before = h.events().len();
+
+    let first = h
+        .provider
+        .refund(refund_request(&session.provider_ref, dec!(5.25), "r1"))
+        .await
+        .unwrap();
+    let PaymentOutcome::Succeeded {
+        provider_ref: refund_id,
+    } = &first
+    else {
+        panic!("{first:?}")
+    };
+    assert!(refund_id.starts_with("sbx_re_"));
+    let events = h.events();
+    assert_eq!(events.len(), before + 1);
+    assert_eq!(events[before].kind, ProviderEventKind::Refund);
+    assert_eq!(events[before].object_ref, *refund_id);
+    assert_eq!(events[before].outcome, Some(succeeded(refund_id)));
+    assert_eq!(
+        h.provider.payment_status(refund_id).await.unwrap(),
+        succeeded(refund_id)
+    );
+
+    // The same key: the same refund, given once (7.25 is still left to refund).
+    let again = h
+        .provider
+        .refund(refund_request(&session.provider_ref, dec!(5.25), "r1"))
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(h.events().len(), before + 1);
+    let reason = rejected(
+        h.provider
+            .refund(refund_request(&session.provider_ref, dec!(7.26), "r2"))
+            .await,
+    );
+    assert!(
+        reason.contains("more than the 7.25 EUR left of the 12.50 EUR paid"),
+        "{reason}"
+    );
+    let rest = h
+        .provider
+        .refund(refund_request(&session.provider_ref, dec!(7.25), "r3"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&rest, PaymentOutcome::Succeeded { provider_ref } if provider_ref != refund_id)
+    );
+    let reason = rejected(
+        h.provider
+            .refund(refund_request(&session.provider_ref, dec!(0.01), "r4"))
+            .await,
+    );
+    assert!(reason.contains("0.00 EUR left"), "{reason}");
+    // A retry of an earlier key after the money is all back still answers the same.
+    assert_eq!(
+        h.provider
+            .refund(refund_request(&session.provider_ref, dec!(5.25), "r1"))
+            .await
+            .unwrap(),
+        first
+    );
+    // A key belongs to one payment.
+    let other = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(3), "k2"))
+        .await
+        .unwrap();
+    h.post_form(&other.url, "card_number=4242424242424242")
+        .await;
+    let reason = rejected(
+        h.provider
+            .refund(refund_request(&other.provider_ref, dec!(1), "r1"))
+            .await,
+    );
+    assert!(reason.contains("another payment"), "{reason}");
+    // Another currency is not what was paid.
+    let mut usd = refund_request(&other.provider_ref, dec!(1), "r5");
+    usd.currency = "usd".into();
+    let reason = rejected(h.provider.refund(usd).await);
+    assert!(reason.contains("in EUR, not USD"), "{reason}");
+    assert_eq!(h.events().len(), before + 2 + 1); // two refunds, the second checkout
+}
+
+#[tokio::test]
+async fn refunds_of_unpaid_unknown_or_card_only_payments_are_rejected() {
+    let h = Harness::start().await;
+    let cus = h.customer().await;
+    let open = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, dec!(10), "open"))
+        .await
+        .unwrap();
+    let reason = rejected(
+        h.provider
+            .refund(refund_request(&open.provider_ref, dec!(1), "r1"))
+            .await,
+    );
+    assert!(reason.contains("not been made"), "{reason}");
+    // Pending, then declined.
+    h.post_form(&open.url, "card_number=4000000000000077").await;
+    let reason = rejected(
+        h.provider
+            .refund(refund_request(&open.provider_ref, dec!(1), "r1"))
+            .await,
+    );
+    assert!(reason.contains("pending"), "{reason}");
+    h.provider.settle(&open.provider_ref, false).await.unwrap();
+    let reason = rejected(
+        h.provider
+            .refund(refund_request(&open.provider_ref, dec!(1), "r1"))
+            .await,
+    );
+    assert!(reason.contains("failed"), "{reason}");
+    // A checkout that only saved a card took nothing.
+    let trial = h
+        .provider
+        .start_checkout(h.checkout_request(&cus, Decimal::ZERO, "trial"))
+        .await
+        .unwrap();
+    h.post_form(&trial.url, "card_number=4242424242424242")
+        .await;
+    let reason = rejected(
+        h.provider
+            .refund(refund_request(&trial.provider_ref, dec!(1), "r2"))
+            .await,
+    );
+    assert!(reason.contains("took no money"), "{reason}");
+    // Unknown refs, and amounts that are not positive.
+    for r in ["sbx_cs_nope", "sbx_ch_nope", "anything"] {
+        let reason = rejected(h.provider.refund(refund_request(r, dec!(1), r)).await);
+        assert!(reason.contains("unknown sandbox payment"), "{reason}");
+    }
+    rejected(
+        h.provider
+            .refund(refund_request(&trial.provider_ref, dec!(0), "r3"))
+            .await,
+    );
+    rejected(
+        h.provider
+            .refund(refund_request(&trial.provider_ref, dec!(-1), "r3"))
+            .await,
+    );
+    rejected(
+        h.provider
+            .refund(refund_request(&trial.provider_ref, dec!(1), ""))
+            .await,
+    );
+
+    // A charge that succeeded (with the card the trial saved) can be refunded, in part.
+    let charged = h
+        .provider
+        .charge(charge_request(&cus, "renew"))
+        .await
+        .unwrap();
+    let PaymentOutcome::Succeeded {
+        provider_ref: charge_ref,
+    } = charged
+    else {
+        panic!("{charged:?}")
+    };
+    let outcome = h
+        .provider
+        .refund(refund_request(&charge_ref, dec!(9.98), "r4"))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, PaymentOutcome::Succeeded { .. }));
+    let reason = rejected(
+        h.provider
+            .refund(refund_request(&charge_ref, dec!(0.02), "r5"))
+            .await,
+    );
+    assert!(
+        reason.contains("0.01 EUR left of the 9.99 EUR paid"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn another_process_on_the_same_store_serves_and_pays_the_checkout() {
+    let store: Arc<dyn SandboxStore> = Arc::new(MemoryStore::default());
+    let first = Harness::start_on(store.clone()).await;
+    let cus = first.customer().await;
+    let session = first
+        .provider
+        .start_checkout(first.checkout_request(&cus, dec!(4), "k1"))
+        .await
+        .unwrap();
+    drop(first);
+
+    let second = Harness::start_on(store).await;
+    let url = format!(
+        "{}/providers/sandbox/checkout/{}",
+        second.base, session.provider_ref
+    );
+    let (status, page) = second.get(&url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("4.00 EUR"));
+    let (status, _, _) = second.post_form(&url, "card_number=4242424242424242").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(second.events().len(), 1);
+    // The same idempotency key on the second process is the same session; the saved card
+    // is there too.
+    let again = second
+        .provider
+        .start_checkout(second.checkout_request(&cus, dec!(4), "k1"))
+        .await
+        .unwrap();
+    assert_eq!(again.provider_ref, session.provider_ref);
+    assert!(matches!(
+        second
+            .provider
+            .charge(charge_request(&cus, "c1"))
+            .await
+            .unwrap(),
+        PaymentOutcome::Succeeded { .. }
+    ));
+}
+
+/// A [`MemoryStore`] that lets other tasks run before each read and write, as a database
+/// round trip would: racing requests then interleave between reading a record and saving it.
+#[derive(Default)]
+struct YieldingStore(MemoryStore);
+
+#[async_trait::async_trait]
+impl SandboxStore for YieldingStore {
+    async fn get(&self, kind: RecordKind, id: &str) -> Result<Option<Versioned>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.get(kind, id).await
+    }
+    async fn insert(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        value: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.insert(kind, id, value).await
+    }
+    async fn update(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        value: &serde_json::Value,
+        expected_version: i64,
+    ) -> Result<bool, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.update(kind, id, value, expected_version).await
+    }
+}
+
+#[tokio::test]
+async fn two_processes_racing_on_one_checkout_give_one_winner() {
+    let store: Arc<dyn SandboxStore> = Arc::new(YieldingStore::default());
+    let a = Harness::start_on(store.clone()).await;
+    let b = Harness::start_on(store).await;
+    let cus = a.customer().await;
+    for round in 0..20 {
+        let session = a
+            .provider
+            .start_checkout(a.checkout_request(&cus, dec!(1), &format!("k{round}")))
+            .await
+            .unwrap();
+        let url_b = format!(
+            "{}/providers/sandbox/checkout/{}",
+            b.base, session.provider_ref
+        );
+        let form = "card_number=4242424242424242";
+        if round % 2 == 0 {
+            // Paid twice at once.
+            let (x, y) = tokio::join!(a.post_form(&session.url, form), b.post_form(&url_b, form));
+            assert_eq!((x.0, y.0), (StatusCode::SEE_OTHER, StatusCode::SEE_OTHER));
+        } else {
+            // Paid on one while the other closes it: either it was paid, or nothing was.
+            let (x, _) = tokio::join!(
+                b.post_form(&url_b, form),
+                a.provider.close_checkout(&session.provider_ref)
+            );
+            let status = a
+                .provider
+                .payment_status(&session.provider_ref)
+                .await
+                .unwrap();
+            match x.0 {
+                StatusCode::SEE_OTHER => assert_eq!(status, succeeded(&session.provider_ref)),
+                StatusCode::GONE => assert_eq!(status, pending(&session.provider_ref)),
+                other => panic!("{other}"),
+            }
+        }
+    }
+    let paid: Vec<_> = a
+        .events()
+        .into_iter()
+        .chain(b.events())
+        .filter(|e| e.kind == ProviderEventKind::Checkout)
+        .collect();
+    let mut sessions: Vec<_> = paid.iter().map(|e| e.object_ref.clone()).collect();
+    sessions.sort();
+    sessions.dedup();
+    assert_eq!(sessions.len(), paid.len(), "a session was paid twice");
+    assert!(paid.len() >= 10, "every double payment paid once");
 }

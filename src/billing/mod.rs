@@ -24,6 +24,7 @@ pub mod pricing;
 pub mod quote;
 pub mod refunds;
 pub mod schedule;
+pub mod sandbox_store;
 pub mod subscriptions;
 pub mod usage;
 pub mod validate;

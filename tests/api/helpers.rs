@@ -186,17 +186,43 @@ impl TestApp {
 
     /// A second server process on the same PostgreSQL database (None on SQLite).
     pub async fn replica(&self) -> Option<Replica> {
-        if !self._db.url.starts_with("postgres") {
+        if !self.on_postgres() {
             return None;
         }
+        Some(self.another_process().await)
+    }
+
+    pub fn on_postgres(&self) -> bool {
+        self._db.url.starts_with("postgres")
+    }
+
+    /// A second server process on the same database, on either engine: on PostgreSQL a
+    /// replica; on SQLite a second process on the same file (shared state, but no
+    /// LISTEN/NOTIFY between them).
+    pub async fn another_process(&self) -> Replica {
         let app = Application::build(Config::for_tests(self._db.url.clone(), ADMIN_TOKEN))
             .await
-            .expect("replica starts");
+            .expect("second process starts");
         let base = format!("http://{}", app.addr);
         let server = tokio::spawn(async move {
             let _ = app.run_until_stopped().await;
         });
-        Some(Replica { base, server })
+        Replica { base, server }
+    }
+
+    /// Stops this server (its port stops answering) and starts a new one, with the test
+    /// configuration, on the same database. `base` and `billing` then name the new one.
+    pub async fn restart(&mut self) {
+        self.server.abort();
+        let _ = (&mut self.server).await;
+        let app = Application::build(Config::for_tests(self._db.url.clone(), ADMIN_TOKEN))
+            .await
+            .expect("server restarts");
+        self.base = format!("http://{}", app.addr);
+        self.billing = app.billing.clone();
+        self.server = tokio::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        });
     }
 
     pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {

@@ -12,6 +12,7 @@ mod limits;
 mod money;
 mod money_path;
 mod pricing;
+mod sandbox_state;
 mod schema;
 mod stripe;
 mod subscriptions;

@@ -1,8 +1,14 @@
 //! The built-in **sandbox** provider: hosts its own checkout and payment-details pages,
 //! accepts test card numbers and reports results through signed webhooks, exactly like a
 //! real provider would, so that the whole flow works on a machine with nothing else
-//! running. All state lives in memory: a restart forgets sessions, cards and charges
-//! (customer refs the server still holds are recreated on the next call that names them).
+//! running.
+//!
+//! Its state (checkout sessions, saved cards, payment-details sessions, charges, refunds and
+//! the idempotency keys that name them) lives in a [`SandboxStore`]: the server gives it a
+//! table in its own database, so a restart, or another replica on the same database, serves
+//! the same pages. Every change is a compare-and-set on one record, so two processes racing
+//! on one checkout (paid twice, paid while being closed) get exactly one winner.
+//! [`MemoryStore`] keeps the same records in process memory, for tests.
 //!
 //! Test cards (spaces and dashes ignored; expiry and CVC are ignored):
 //!
@@ -18,8 +24,15 @@
 //! Hosted pages ([`SandboxProvider::router`], mounted at [`MOUNT`]):
 //!
 //! - `GET /checkout/{id}`, `POST /checkout/{id}` (form field `card_number`),
-//!   `POST /checkout/{id}/settle` (form field `success=true|false`);
+//!   `POST /checkout/{id}/settle` (form field `success=true|false`),
+//!   `POST /checkout/{id}/abandon` (the page's cancel button);
 //! - `GET /payment-details/{token}`, `POST /payment-details/{token}`.
+//!
+//! A checkout closed by [`PaymentProvider::close_checkout`] (expired or replaced) or
+//! abandoned by the customer takes no card: its page says so and links to the cancel URL.
+//! A pending payment already in flight is not stopped by closing: settling it can still
+//! take the money, and the server refunds it. [`PaymentProvider::refund`] gives back money
+//! a checkout or charge actually took, never more than it took.
 //!
 //! Webhook events are POSTed to [`SandboxConfig::webhook_url`] as JSON ([`SandboxEvent`])
 //! with a [`SIGNATURE_HEADER`] made by [`signature::sign`], and are delivered (awaited, with
@@ -27,9 +40,11 @@
 //! browser still moves on: the server's reconciler asks `payment_status` later.
 
 mod pages;
+mod store;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+pub use store::{MemoryStore, RecordKind, SandboxStore, StoreError, Versioned};
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -40,12 +55,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     ChargeRequest, CheckoutRequest, CheckoutSession, CustomerInfo, DetailsRequest, HostedSession,
     PaymentOutcome, PaymentProvider, ProviderError, ProviderEvent, ProviderEventKind, ProviderRef,
-    signature,
+    RefundRequest, signature,
 };
 
 /// The provider's configuration key.
@@ -62,8 +78,12 @@ pub mod event_type {
     pub const CHECKOUT_SUCCEEDED: &str = "checkout.succeeded";
     pub const CHECKOUT_FAILED: &str = "checkout.failed";
     pub const CHECKOUT_PENDING: &str = "checkout.pending";
+    /// The customer left through the page's cancel button (object: the session id).
+    pub const CHECKOUT_ABANDONED: &str = "checkout.abandoned";
     pub const CHARGE_SUCCEEDED: &str = "charge.succeeded";
     pub const CHARGE_FAILED: &str = "charge.failed";
+    /// Object: the refund id.
+    pub const REFUND_SUCCEEDED: &str = "refund.succeeded";
     pub const PAYMENT_METHOD_UPDATED: &str = "payment_method.updated";
 }
 
@@ -71,6 +91,9 @@ const DECLINED: &str = "card declined";
 const NO_PAYMENT_METHOD: &str = "no payment method";
 const NOT_A_TEST_CARD: &str = "That is not a sandbox card number: use a test card, \
                                such as 4242 4242 4242 4242.";
+const NOT_CHARGED: &str = "This checkout is closed: your card was not charged.";
+/// How often one change is retried when other writers keep moving the record.
+const CAS_ATTEMPTS: usize = 20;
 
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
@@ -95,7 +118,8 @@ impl SandboxConfig {
 }
 
 /// The sandbox's test cards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TestCard {
     /// `4242 4242 4242 4242`
     Succeeds,
@@ -137,7 +161,7 @@ pub struct SandboxEvent {
     /// One of [`event_type`].
     #[serde(rename = "type")]
     pub kind: String,
-    /// The checkout session, charge or (for `payment_method.updated`) customer ref.
+    /// The checkout session, charge, refund or (for `payment_method.updated`) customer ref.
     pub object: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -154,13 +178,13 @@ impl SandboxEvent {
                 .clone()
                 .unwrap_or_else(|| "payment failed".to_string()),
         };
+        let succeeded = || {
+            Some(PaymentOutcome::Succeeded {
+                provider_ref: object.clone(),
+            })
+        };
         let (kind, outcome) = match self.kind.as_str() {
-            event_type::CHECKOUT_SUCCEEDED => (
-                ProviderEventKind::Checkout,
-                Some(PaymentOutcome::Succeeded {
-                    provider_ref: object.clone(),
-                }),
-            ),
+            event_type::CHECKOUT_SUCCEEDED => (ProviderEventKind::Checkout, succeeded()),
             event_type::CHECKOUT_FAILED => (ProviderEventKind::Checkout, Some(failed())),
             event_type::CHECKOUT_PENDING => (
                 ProviderEventKind::Checkout,
@@ -168,13 +192,10 @@ impl SandboxEvent {
                     provider_ref: object.clone(),
                 }),
             ),
-            event_type::CHARGE_SUCCEEDED => (
-                ProviderEventKind::Charge,
-                Some(PaymentOutcome::Succeeded {
-                    provider_ref: object.clone(),
-                }),
-            ),
+            event_type::CHECKOUT_ABANDONED => (ProviderEventKind::CheckoutAbandoned, None),
+            event_type::CHARGE_SUCCEEDED => (ProviderEventKind::Charge, succeeded()),
             event_type::CHARGE_FAILED => (ProviderEventKind::Charge, Some(failed())),
+            event_type::REFUND_SUCCEEDED => (ProviderEventKind::Refund, succeeded()),
             event_type::PAYMENT_METHOD_UPDATED => (ProviderEventKind::PaymentMethodUpdated, None),
             other => (ProviderEventKind::Other(other.to_string()), None),
         };
@@ -187,16 +208,27 @@ impl SandboxEvent {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+// ----- records (JSON in the store; amounts are decimal strings) ---------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 enum Status {
     /// A checkout nobody has paid yet.
     Open,
     Pending,
     Succeeded,
-    Failed(String),
+    Failed {
+        reason: String,
+    },
 }
 
 impl Status {
+    fn failed(reason: &str) -> Status {
+        Status::Failed {
+            reason: reason.to_string(),
+        }
+    }
+
     fn outcome(&self, provider_ref: &str) -> PaymentOutcome {
         match self {
             Status::Open | Status::Pending => PaymentOutcome::Pending {
@@ -205,7 +237,7 @@ impl Status {
             Status::Succeeded => PaymentOutcome::Succeeded {
                 provider_ref: provider_ref.to_string(),
             },
-            Status::Failed(reason) => PaymentOutcome::Failed {
+            Status::Failed { reason } => PaymentOutcome::Failed {
                 provider_ref: Some(provider_ref.to_string()),
                 reason: reason.clone(),
             },
@@ -213,12 +245,30 @@ impl Status {
     }
 }
 
-#[derive(Default)]
-struct Customer {
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CustomerRecord {
     card: Option<TestCard>,
 }
 
-struct Checkout {
+/// Who closed a checkout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ClosedBy {
+    /// The customer, with the page's cancel button.
+    Customer,
+    /// The merchant ([`PaymentProvider::close_checkout`]: expired or replaced).
+    Merchant,
+}
+
+/// Money given back from a payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct RefundEntry {
+    id: String,
+    amount: Decimal,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckoutRecord {
     customer_ref: ProviderRef,
     amount: Decimal,
     currency: String,
@@ -228,9 +278,13 @@ struct Checkout {
     status: Status,
     /// The card of a pending attempt, saved when it settles successfully.
     pending_card: Option<TestCard>,
+    #[serde(default)]
+    closed_by: Option<ClosedBy>,
+    #[serde(default)]
+    refunds: Vec<RefundEntry>,
 }
 
-impl Checkout {
+impl CheckoutRecord {
     fn view<'a>(&'a self, id: &'a str) -> pages::CheckoutView<'a> {
         pages::CheckoutView {
             id,
@@ -242,36 +296,140 @@ impl Checkout {
     }
 }
 
-struct DetailsSession {
+#[derive(Debug, Serialize, Deserialize)]
+struct DetailsRecord {
     customer_ref: ProviderRef,
     return_url: String,
     done: bool,
 }
 
-struct Charge {
+#[derive(Debug, Serialize, Deserialize)]
+struct ChargeRecord {
     customer_ref: ProviderRef,
+    amount: Decimal,
+    currency: String,
     status: Status,
+    #[serde(default)]
+    refunds: Vec<RefundEntry>,
 }
 
-#[derive(Default)]
-struct Store {
-    customers: HashMap<ProviderRef, Customer>,
-    checkouts: HashMap<String, Checkout>,
-    /// Idempotency key → checkout session id.
-    checkout_keys: HashMap<String, String>,
-    details: HashMap<String, DetailsSession>,
-    charges: HashMap<String, Charge>,
-    /// Idempotency key → charge id.
-    charge_keys: HashMap<String, String>,
+/// What an idempotency key stands for: the id its first use created, and whom it was used
+/// for (the customer of a charge, the payment of a refund).
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyRecord {
+    id: String,
+    #[serde(default)]
+    owner: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RefundRecord {
+    payment_ref: ProviderRef,
+    amount: Decimal,
+    currency: String,
+    reason: String,
+}
+
+/// A payment that money can be refunded from.
+trait Refundable {
+    fn status(&self) -> &Status;
+    fn taken(&self) -> (Decimal, &str);
+    fn refunds(&mut self) -> &mut Vec<RefundEntry>;
+}
+
+impl Refundable for CheckoutRecord {
+    fn status(&self) -> &Status {
+        &self.status
+    }
+    fn taken(&self) -> (Decimal, &str) {
+        (self.amount, &self.currency)
+    }
+    fn refunds(&mut self) -> &mut Vec<RefundEntry> {
+        &mut self.refunds
+    }
+}
+
+impl Refundable for ChargeRecord {
+    fn status(&self) -> &Status {
+        &self.status
+    }
+    fn taken(&self) -> (Decimal, &str) {
+        (self.amount, &self.currency)
+    }
+    fn refunds(&mut self) -> &mut Vec<RefundEntry> {
+        &mut self.refunds
+    }
+}
+
+/// Adds refund `id` of `amount` to a payment: `Ok(true)` when added, `Ok(false)` when it is
+/// there already (a retry: nothing is given twice), `Err(reason)` when it may not be given.
+fn add_refund(
+    payment: &mut impl Refundable,
+    id: &str,
+    amount: Decimal,
+    currency: &str,
+) -> Result<bool, String> {
+    if payment.refunds().iter().any(|r| r.id == id) {
+        return Ok(false);
+    }
+    match payment.status() {
+        Status::Succeeded => {}
+        Status::Open => return Err("the payment has not been made".into()),
+        Status::Pending => return Err("the payment is still pending".into()),
+        Status::Failed { reason } => {
+            return Err(format!("the payment failed ({reason}): no money was taken"));
+        }
+    }
+    let (taken, paid_currency) = payment.taken();
+    let paid_currency = paid_currency.to_owned();
+    if !paid_currency.eq_ignore_ascii_case(currency) {
+        return Err(format!(
+            "the payment was made in {}, not {}",
+            paid_currency.to_uppercase(),
+            currency.to_uppercase()
+        ));
+    }
+    if taken.is_zero() {
+        return Err("the payment took no money (it only saved a card)".into());
+    }
+    let refunded: Decimal = payment.refunds().iter().map(|r| r.amount).sum();
+    let left = taken - refunded;
+    if amount > left {
+        return Err(format!(
+            "a refund of {} is more than the {} left of the {} paid",
+            pages::format_amount(amount, &paid_currency),
+            pages::format_amount(left, &paid_currency),
+            pages::format_amount(taken, &paid_currency),
+        ));
+    }
+    payment.refunds().push(RefundEntry {
+        id: id.to_owned(),
+        amount,
+    });
+    Ok(true)
+}
+
+/// A refund just added is saved; a retry or a refusal leaves the payment as it was.
+fn refund_edit(added: Result<bool, String>) -> Edit<Result<bool, String>> {
+    match added {
+        Ok(true) => Edit::Save(Ok(true)),
+        other => Edit::Keep(other),
+    }
+}
+
+/// What a read-modify-write decided: leave the record as it was, or save the change.
+enum Edit<R> {
+    Keep(R),
+    Save(R),
 }
 
 struct Inner {
     config: SandboxConfig,
     http: reqwest::Client,
-    store: Mutex<Store>,
+    store: Arc<dyn SandboxStore>,
 }
 
-/// An event to send once the store's lock is released.
+/// An event to send once the store's record is written.
 struct Outgoing {
     kind: &'static str,
     object: String,
@@ -288,7 +446,7 @@ impl Outgoing {
     }
 }
 
-/// The sandbox payment provider. Cheap to clone: clones share one in-memory state.
+/// The sandbox payment provider. Cheap to clone: clones share one store.
 #[derive(Clone)]
 pub struct SandboxProvider {
     inner: Arc<Inner>,
@@ -322,8 +480,20 @@ fn require(value: &str, what: &str) -> Result<(), ProviderError> {
     }
 }
 
+/// The store failed: nothing is known to have been decided, so this is never `Rejected`
+/// (which a caller may read as "the payment failed").
+fn store_failed(e: StoreError) -> ProviderError {
+    ProviderError::Unreachable(e.to_string())
+}
+
+fn unknown_payment(provider_ref: &str) -> ProviderError {
+    ProviderError::Rejected(format!("unknown sandbox payment {provider_ref:?}"))
+}
+
 impl SandboxProvider {
-    pub fn new(mut config: SandboxConfig) -> Self {
+    /// A sandbox that keeps its state in `store` (the server's database; [`MemoryStore`] in
+    /// tests).
+    pub fn new(mut config: SandboxConfig, store: Arc<dyn SandboxStore>) -> Self {
         config.public_base_url = config.public_base_url.trim_end_matches('/').to_string();
         let http = reqwest::Client::builder()
             .timeout(DELIVERY_TIMEOUT)
@@ -334,7 +504,7 @@ impl SandboxProvider {
             inner: Arc::new(Inner {
                 config,
                 http,
-                store: Mutex::new(Store::default()),
+                store,
             }),
         }
     }
@@ -348,6 +518,7 @@ impl SandboxProvider {
         Router::new()
             .route("/checkout/{id}", get(checkout_page).post(checkout_submit))
             .route("/checkout/{id}/settle", post(checkout_settle))
+            .route("/checkout/{id}/abandon", post(checkout_abandon))
             .route(
                 "/payment-details/{token}",
                 get(details_page).post(details_submit),
@@ -357,7 +528,8 @@ impl SandboxProvider {
 
     /// Ends a pending checkout session or charge (made with the `…0077` card): it succeeds
     /// or fails ("card declined"), and the matching webhook event is delivered before this
-    /// returns. Anything not pending is left as it is and its current outcome returned.
+    /// returns. A closed checkout's pending payment can still succeed (the money was in
+    /// flight). Anything not pending is left as it is and its current outcome returned.
     /// An unknown ref is `Rejected`.
     pub async fn settle(
         &self,
@@ -369,12 +541,155 @@ impl SandboxProvider {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn checkout_url(&self, id: &str) -> String {
         format!("{}{MOUNT}/checkout/{id}", self.config.public_base_url)
+    }
+
+    async fn load<T: DeserializeOwned>(
+        &self,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Option<(T, i64)>, ProviderError> {
+        let Some(found) = self.store.get(kind, id).await.map_err(store_failed)? else {
+            return Ok(None);
+        };
+        let record = serde_json::from_value(found.value).map_err(|e| {
+            ProviderError::BadResponse(format!("sandbox {} {id:?}: {e}", kind.as_str()))
+        })?;
+        Ok(Some((record, found.version)))
+    }
+
+    /// Creates a record; `false` when one with this id exists (it is left alone).
+    async fn create<T: Serialize>(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        record: &T,
+    ) -> Result<bool, ProviderError> {
+        let value = encode(kind, record)?;
+        self.store
+            .insert(kind, id, &value)
+            .await
+            .map_err(store_failed)
+    }
+
+    /// Reads a record, lets `edit` decide, and saves the change only if nobody changed the
+    /// record meanwhile; otherwise reads it again and lets `edit` decide anew. Returns what
+    /// `edit` answered and the record as it stands, or `None` when there is no such record.
+    async fn modify<T, R>(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        mut edit: impl FnMut(&mut T) -> Edit<R> + Send,
+    ) -> Result<Option<(R, T)>, ProviderError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        R: Send,
+    {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((mut record, version)) = self.load::<T>(kind, id).await? else {
+                return Ok(None);
+            };
+            match edit(&mut record) {
+                Edit::Keep(r) => return Ok(Some((r, record))),
+                Edit::Save(r) => {
+                    let value = encode(kind, &record)?;
+                    let saved = self
+                        .store
+                        .update(kind, id, &value, version)
+                        .await
+                        .map_err(store_failed)?;
+                    if saved {
+                        return Ok(Some((r, record)));
+                    }
+                }
+            }
+        }
+        Err(ProviderError::Unreachable(format!(
+            "sandbox {} {id:?}: too many concurrent changes",
+            kind.as_str()
+        )))
+    }
+
+    /// The id an idempotency key stands for: the first caller's `fresh` id, whoever asks.
+    async fn claim(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        fresh: String,
+        owner: &str,
+    ) -> Result<KeyRecord, ProviderError> {
+        if let Some((known, _)) = self.load::<KeyRecord>(kind, key).await? {
+            return Ok(known);
+        }
+        let mine = KeyRecord {
+            id: fresh,
+            owner: owner.to_owned(),
+        };
+        if self.create(kind, key, &mine).await? {
+            return Ok(mine);
+        }
+        // Another caller claimed it first: theirs it is.
+        match self.load::<KeyRecord>(kind, key).await? {
+            Some((known, _)) => Ok(known),
+            None => Err(ProviderError::Unreachable(format!(
+                "sandbox {}: key {key:?} vanished",
+                kind.as_str()
+            ))),
+        }
+    }
+
+    async fn ensure_customer(&self, customer_ref: &str) -> Result<(), ProviderError> {
+        self.create(
+            RecordKind::Customer,
+            customer_ref,
+            &CustomerRecord::default(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn card_of(&self, customer_ref: &str) -> Result<Option<TestCard>, ProviderError> {
+        Ok(self
+            .load::<CustomerRecord>(RecordKind::Customer, customer_ref)
+            .await?
+            .and_then(|(c, _)| c.card))
+    }
+
+    async fn save_card(&self, customer_ref: &str, card: TestCard) -> Result<(), ProviderError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let saved = self
+                .modify(
+                    RecordKind::Customer,
+                    customer_ref,
+                    |c: &mut CustomerRecord| {
+                        c.card = Some(card);
+                        Edit::Save(())
+                    },
+                )
+                .await?;
+            if saved.is_some() {
+                return Ok(());
+            }
+            let record = CustomerRecord { card: Some(card) };
+            if self
+                .create(RecordKind::Customer, customer_ref, &record)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(ProviderError::Unreachable(format!(
+            "sandbox customer {customer_ref:?}: too many concurrent changes"
+        )))
+    }
+
+    /// Saves a card after the payment that took it was recorded; a failure here is logged,
+    /// as the payment itself stands.
+    async fn keep_card(&self, customer_ref: &str, card: TestCard) {
+        if let Err(e) = self.save_card(customer_ref, card).await {
+            tracing::warn!(customer = customer_ref, error = %e, "sandbox: could not save the card");
+        }
     }
 
     /// Signs and POSTs one event; `true` when the receiver answered 2xx.
@@ -422,73 +737,117 @@ impl Inner {
         }
     }
 
+    /// Settles a pending checkout; `None` when there is no such checkout.
+    async fn settle_checkout(
+        &self,
+        id: &str,
+        success: bool,
+    ) -> Result<Option<(PaymentOutcome, CheckoutRecord)>, ProviderError> {
+        let settled = self
+            .modify(RecordKind::Checkout, id, |c: &mut CheckoutRecord| {
+                if c.status != Status::Pending {
+                    return Edit::Keep(false);
+                }
+                // Closing does not stop money already in flight.
+                c.status = if success {
+                    Status::Succeeded
+                } else {
+                    Status::failed(DECLINED)
+                };
+                Edit::Save(true)
+            })
+            .await?;
+        let Some((moved, checkout)) = settled else {
+            return Ok(None);
+        };
+        if moved {
+            if success {
+                if let Some(card) = checkout.pending_card {
+                    self.keep_card(&checkout.customer_ref, card).await;
+                }
+                self.emit(Outgoing::new(event_type::CHECKOUT_SUCCEEDED, id, None))
+                    .await;
+            } else {
+                self.emit(Outgoing::new(
+                    event_type::CHECKOUT_FAILED,
+                    id,
+                    Some(DECLINED),
+                ))
+                .await;
+            }
+        }
+        Ok(Some((checkout.status.outcome(id), checkout)))
+    }
+
     async fn settle(
         &self,
         provider_ref: &str,
         success: bool,
     ) -> Result<PaymentOutcome, ProviderError> {
-        let (outcome, event) = {
-            let mut store = self.lock();
-            let store = &mut *store;
-            if let Some(checkout) = store.checkouts.get_mut(provider_ref) {
-                let mut event = None;
-                if checkout.status == Status::Pending {
-                    if success {
-                        checkout.status = Status::Succeeded;
-                        if let Some(card) = checkout.pending_card {
-                            store
-                                .customers
-                                .entry(checkout.customer_ref.clone())
-                                .or_default()
-                                .card = Some(card);
-                        }
-                        event = Some(Outgoing::new(
-                            event_type::CHECKOUT_SUCCEEDED,
-                            provider_ref,
-                            None,
-                        ));
-                    } else {
-                        checkout.status = Status::Failed(DECLINED.to_string());
-                        event = Some(Outgoing::new(
-                            event_type::CHECKOUT_FAILED,
-                            provider_ref,
-                            Some(DECLINED),
-                        ));
-                    }
-                    checkout.pending_card = None;
+        if let Some((outcome, _)) = self.settle_checkout(provider_ref, success).await? {
+            return Ok(outcome);
+        }
+        let settled = self
+            .modify(RecordKind::Charge, provider_ref, |c: &mut ChargeRecord| {
+                if c.status != Status::Pending {
+                    return Edit::Keep(false);
                 }
-                (checkout.status.outcome(provider_ref), event)
-            } else if let Some(charge) = store.charges.get_mut(provider_ref) {
-                let mut event = None;
-                if charge.status == Status::Pending {
-                    if success {
-                        charge.status = Status::Succeeded;
-                        event = Some(Outgoing::new(
-                            event_type::CHARGE_SUCCEEDED,
-                            provider_ref,
-                            None,
-                        ));
-                    } else {
-                        charge.status = Status::Failed(DECLINED.to_string());
-                        event = Some(Outgoing::new(
-                            event_type::CHARGE_FAILED,
-                            provider_ref,
-                            Some(DECLINED),
-                        ));
-                    }
-                }
-                (charge.status.outcome(provider_ref), event)
-            } else {
-                return Err(ProviderError::Rejected(format!(
-                    "unknown sandbox payment {provider_ref:?}"
-                )));
-            }
+                c.status = if success {
+                    Status::Succeeded
+                } else {
+                    Status::failed(DECLINED)
+                };
+                Edit::Save(true)
+            })
+            .await?;
+        let Some((moved, charge)) = settled else {
+            return Err(unknown_payment(provider_ref));
         };
-        if let Some(event) = event {
+        if moved {
+            let event = if success {
+                Outgoing::new(event_type::CHARGE_SUCCEEDED, provider_ref, None)
+            } else {
+                Outgoing::new(event_type::CHARGE_FAILED, provider_ref, Some(DECLINED))
+            };
             self.emit(event).await;
         }
-        Ok(outcome)
+        Ok(charge.status.outcome(provider_ref))
     }
+
+    /// Takes a refund from the payment `r.payment_ref` (a checkout or a charge); `None` when
+    /// neither exists.
+    async fn take_refund(
+        &self,
+        r: &RefundRequest,
+        refund_id: &str,
+    ) -> Result<Option<Result<bool, String>>, ProviderError> {
+        let from_checkout = self
+            .modify(
+                RecordKind::Checkout,
+                &r.payment_ref,
+                |c: &mut CheckoutRecord| {
+                    refund_edit(add_refund(c, refund_id, r.amount, &r.currency))
+                },
+            )
+            .await?;
+        if let Some((taken, _)) = from_checkout {
+            return Ok(Some(taken));
+        }
+        let from_charge = self
+            .modify(
+                RecordKind::Charge,
+                &r.payment_ref,
+                |c: &mut ChargeRecord| refund_edit(add_refund(c, refund_id, r.amount, &r.currency)),
+            )
+            .await?;
+        Ok(from_charge.map(|(taken, _)| taken))
+    }
+}
+
+fn encode<T: Serialize>(kind: RecordKind, record: &T) -> Result<serde_json::Value, ProviderError> {
+    serde_json::to_value(record).map_err(|e| {
+        ProviderError::BadResponse(format!("sandbox {}: cannot encode: {e}", kind.as_str()))
+    })
 }
 
 #[async_trait]
@@ -503,12 +862,9 @@ impl PaymentProvider for SandboxProvider {
             .clone()
             .filter(|r| !r.trim().is_empty())
             .unwrap_or_else(|| new_id("cus"));
-        // A ref the sandbox forgot (it keeps nothing across restarts) is simply recreated.
-        self.inner
-            .lock()
-            .customers
-            .entry(provider_ref.clone())
-            .or_default();
+        // A ref the store does not hold (say, from before the sandbox kept state) is
+        // simply recreated.
+        self.inner.ensure_customer(&provider_ref).await?;
         Ok(provider_ref)
     }
 
@@ -523,32 +879,35 @@ impl PaymentProvider for SandboxProvider {
                 "amount must not be negative".into(),
             ));
         }
-        let mut store = self.inner.lock();
-        let id = match store.checkout_keys.get(&r.idempotency_key) {
-            Some(id) => id.clone(),
-            None => {
-                let id = new_id("cs");
-                store.customers.entry(r.customer_ref.clone()).or_default();
-                store.checkouts.insert(
-                    id.clone(),
-                    Checkout {
-                        customer_ref: r.customer_ref,
-                        amount: r.amount,
-                        currency: r.currency,
-                        description: r.description,
-                        success_url: r.success_url,
-                        cancel_url: r.cancel_url,
-                        status: Status::Open,
-                        pending_card: None,
-                    },
-                );
-                store.checkout_keys.insert(r.idempotency_key, id.clone());
-                id
-            }
+        let key = self
+            .inner
+            .claim(
+                RecordKind::CheckoutKey,
+                &r.idempotency_key,
+                new_id("cs"),
+                &r.customer_ref,
+            )
+            .await?;
+        self.inner.ensure_customer(&r.customer_ref).await?;
+        // Whoever claimed the key creates the session; if it exists, this is a retry.
+        let session = CheckoutRecord {
+            customer_ref: r.customer_ref,
+            amount: r.amount,
+            currency: r.currency,
+            description: r.description,
+            success_url: r.success_url,
+            cancel_url: r.cancel_url,
+            status: Status::Open,
+            pending_card: None,
+            closed_by: None,
+            refunds: Vec::new(),
         };
+        self.inner
+            .create(RecordKind::Checkout, &key.id, &session)
+            .await?;
         Ok(CheckoutSession {
-            url: self.inner.checkout_url(&id),
-            provider_ref: id,
+            url: self.inner.checkout_url(&key.id),
+            provider_ref: key.id,
         })
     }
 
@@ -559,16 +918,15 @@ impl PaymentProvider for SandboxProvider {
         require(&r.customer_ref, "customer ref")?;
         require(&r.return_url, "return URL")?;
         let token = new_id("pd");
-        let mut store = self.inner.lock();
-        store.customers.entry(r.customer_ref.clone()).or_default();
-        store.details.insert(
-            token.clone(),
-            DetailsSession {
-                customer_ref: r.customer_ref,
-                return_url: r.return_url,
-                done: false,
-            },
-        );
+        self.inner.ensure_customer(&r.customer_ref).await?;
+        let session = DetailsRecord {
+            customer_ref: r.customer_ref,
+            return_url: r.return_url,
+            done: false,
+        };
+        self.inner
+            .create(RecordKind::PaymentDetails, &token, &session)
+            .await?;
         Ok(HostedSession {
             url: format!(
                 "{}{MOUNT}/payment-details/{token}",
@@ -586,47 +944,160 @@ impl PaymentProvider for SandboxProvider {
                 "amount must not be negative".into(),
             ));
         }
-        let mut store = self.inner.lock();
-        if let Some(id) = store.charge_keys.get(&r.idempotency_key) {
-            let charge = &store.charges[id];
-            if charge.customer_ref != r.customer_ref {
-                return Err(ProviderError::Rejected(
-                    "idempotency key already used for another customer".into(),
-                ));
-            }
-            return Ok(charge.status.outcome(id));
+        let key = self
+            .inner
+            .claim(
+                RecordKind::ChargeKey,
+                &r.idempotency_key,
+                new_id("ch"),
+                &r.customer_ref,
+            )
+            .await?;
+        if key.owner != r.customer_ref {
+            return Err(ProviderError::Rejected(
+                "idempotency key already used for another customer".into(),
+            ));
         }
-        let card = store.customers.get(&r.customer_ref).and_then(|c| c.card);
-        let status = match card {
-            None => Status::Failed(NO_PAYMENT_METHOD.to_string()),
+        if let Some((charge, _)) = self
+            .inner
+            .load::<ChargeRecord>(RecordKind::Charge, &key.id)
+            .await?
+        {
+            return Ok(charge.status.outcome(&key.id));
+        }
+        let status = match self.inner.card_of(&r.customer_ref).await? {
+            None => Status::failed(NO_PAYMENT_METHOD),
             Some(TestCard::Succeeds) => Status::Succeeded,
-            Some(TestCard::Declined) => Status::Failed(DECLINED.to_string()),
+            Some(TestCard::Declined) => Status::failed(DECLINED),
             Some(TestCard::Pending) => Status::Pending,
         };
-        let id = new_id("ch");
-        let outcome = status.outcome(&id);
-        store.charges.insert(
-            id.clone(),
-            Charge {
-                customer_ref: r.customer_ref,
-                status,
-            },
-        );
-        store.charge_keys.insert(r.idempotency_key, id);
-        Ok(outcome)
+        let charge = ChargeRecord {
+            customer_ref: r.customer_ref,
+            amount: r.amount,
+            currency: r.currency,
+            status,
+            refunds: Vec::new(),
+        };
+        if self
+            .inner
+            .create(RecordKind::Charge, &key.id, &charge)
+            .await?
+        {
+            return Ok(charge.status.outcome(&key.id));
+        }
+        // A concurrent retry with the same key created it first: its answer stands.
+        match self
+            .inner
+            .load::<ChargeRecord>(RecordKind::Charge, &key.id)
+            .await?
+        {
+            Some((charge, _)) => Ok(charge.status.outcome(&key.id)),
+            None => Err(unknown_payment(&key.id)),
+        }
     }
 
     async fn payment_status(&self, provider_ref: &str) -> Result<PaymentOutcome, ProviderError> {
-        let store = self.inner.lock();
-        if let Some(checkout) = store.checkouts.get(provider_ref) {
-            Ok(checkout.status.outcome(provider_ref))
-        } else if let Some(charge) = store.charges.get(provider_ref) {
-            Ok(charge.status.outcome(provider_ref))
-        } else {
-            Err(ProviderError::Rejected(format!(
-                "unknown sandbox payment {provider_ref:?}"
-            )))
+        if let Some((checkout, _)) = self
+            .inner
+            .load::<CheckoutRecord>(RecordKind::Checkout, provider_ref)
+            .await?
+        {
+            return Ok(checkout.status.outcome(provider_ref));
         }
+        if let Some((charge, _)) = self
+            .inner
+            .load::<ChargeRecord>(RecordKind::Charge, provider_ref)
+            .await?
+        {
+            return Ok(charge.status.outcome(provider_ref));
+        }
+        if self
+            .inner
+            .load::<RefundRecord>(RecordKind::Refund, provider_ref)
+            .await?
+            .is_some()
+        {
+            return Ok(PaymentOutcome::Succeeded {
+                provider_ref: provider_ref.to_owned(),
+            });
+        }
+        Err(unknown_payment(provider_ref))
+    }
+
+    /// Refunds take effect at once: `Succeeded { provider_ref: "sbx_re_…" }`, then a
+    /// `refund.succeeded` event. Only money a payment took (and not yet gave back) is
+    /// refunded; anything else is `Rejected` with the reason, and changes nothing.
+    async fn refund(&self, r: RefundRequest) -> Result<PaymentOutcome, ProviderError> {
+        require(&r.payment_ref, "payment ref")?;
+        require(&r.idempotency_key, "idempotency key")?;
+        require(&r.currency, "currency")?;
+        if r.amount <= Decimal::ZERO {
+            return Err(ProviderError::Rejected(
+                "a refund's amount must be more than zero".into(),
+            ));
+        }
+        let key = self
+            .inner
+            .claim(
+                RecordKind::RefundKey,
+                &r.idempotency_key,
+                new_id("re"),
+                &r.payment_ref,
+            )
+            .await?;
+        if key.owner != r.payment_ref {
+            return Err(ProviderError::Rejected(
+                "idempotency key already used for another payment".into(),
+            ));
+        }
+        let fresh = match self.inner.take_refund(&r, &key.id).await? {
+            None => return Err(unknown_payment(&r.payment_ref)),
+            Some(Err(reason)) => {
+                return Err(ProviderError::Rejected(format!(
+                    "cannot refund {}: {reason}",
+                    r.payment_ref
+                )));
+            }
+            Some(Ok(fresh)) => fresh,
+        };
+        // The payment's record is what counts; this one answers `payment_status(refund id)`.
+        let record = RefundRecord {
+            payment_ref: r.payment_ref,
+            amount: r.amount,
+            currency: r.currency,
+            reason: r.reason,
+        };
+        self.inner
+            .create(RecordKind::Refund, &key.id, &record)
+            .await?;
+        if fresh {
+            self.inner
+                .emit(Outgoing::new(event_type::REFUND_SUCCEEDED, &key.id, None))
+                .await;
+        }
+        Ok(PaymentOutcome::Succeeded {
+            provider_ref: key.id,
+        })
+    }
+
+    /// Marks the session closed: its page says so and takes no card. A pending payment
+    /// already made on it can still settle. A settled, closed or unknown session is left
+    /// as it is (an unknown one takes no payment either).
+    async fn close_checkout(&self, provider_ref: &str) -> Result<(), ProviderError> {
+        self.inner
+            .modify(
+                RecordKind::Checkout,
+                provider_ref,
+                |c: &mut CheckoutRecord| {
+                    if c.status == Status::Succeeded || c.closed_by.is_some() {
+                        return Edit::Keep(());
+                    }
+                    c.closed_by = Some(ClosedBy::Merchant);
+                    Edit::Save(())
+                },
+            )
+            .await?;
+        Ok(())
     }
 
     fn verify_webhook(
@@ -677,6 +1148,12 @@ fn not_found() -> Response {
     page(StatusCode::NOT_FOUND, pages::not_found())
 }
 
+/// The store could not be reached: a page that asks to try again (and logs why).
+fn unavailable(e: &ProviderError) -> Response {
+    tracing::error!(error = %e, "sandbox: a page could not read or write its state");
+    page(StatusCode::SERVICE_UNAVAILABLE, pages::unavailable())
+}
+
 /// A 303 to `url`; a URL that cannot be a header gets a page with a link instead.
 fn see_other(url: &str) -> Response {
     match HeaderValue::from_str(url) {
@@ -696,19 +1173,45 @@ fn failed_message(reason: &str) -> String {
     format!("Payment failed: {reason}. Try another card.")
 }
 
+/// The page of a closed checkout (410 Gone); `notice` is shown as an alert.
+fn closed_page(id: &str, checkout: &CheckoutRecord, notice: Option<&str>) -> Response {
+    let html = pages::checkout_closed(
+        &checkout.view(id),
+        checkout.status == Status::Pending,
+        notice,
+    );
+    page(StatusCode::GONE, html)
+}
+
 async fn checkout_page(State(inner): AppState, Path(id): Path<String>) -> Response {
-    let store = inner.lock();
-    let Some(checkout) = store.checkouts.get(&id) else {
-        return not_found();
+    let checkout = match inner
+        .load::<CheckoutRecord>(RecordKind::Checkout, &id)
+        .await
+    {
+        Ok(Some((checkout, _))) => checkout,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(&e),
     };
     let view = checkout.view(&id);
     let html = match &checkout.status {
-        Status::Open => pages::checkout(&view, "", None),
-        Status::Failed(reason) => pages::checkout(&view, "", Some(&failed_message(reason))),
-        Status::Pending => pages::checkout_pending(&view),
         Status::Succeeded => pages::checkout_done(&view, &checkout.success_url),
+        _ if checkout.closed_by.is_some() => return closed_page(&id, &checkout, None),
+        Status::Open => pages::checkout(&view, "", None),
+        Status::Failed { reason } => pages::checkout(&view, "", Some(&failed_message(reason))),
+        Status::Pending => pages::checkout_pending(&view),
     };
     page(StatusCode::OK, html)
+}
+
+/// What a card posted to a checkout did.
+enum Submitted {
+    AlreadyPaid,
+    Closed,
+    StillPending,
+    NotACard,
+    Paid,
+    Declined,
+    NowPending,
 }
 
 async fn checkout_submit(
@@ -717,69 +1220,72 @@ async fn checkout_submit(
     Form(form): Form<CardForm>,
 ) -> Response {
     let card = TestCard::parse(&form.card_number);
-    // Decide under the lock; deliver the event after releasing it.
-    let (event, response) = {
-        let mut store = inner.lock();
-        let store = &mut *store;
-        let Some(checkout) = store.checkouts.get_mut(&id) else {
-            return not_found();
-        };
-        match checkout.status {
-            // Paid already (a second click, a resubmitted form): charge nothing again.
-            Status::Succeeded => return see_other(&checkout.success_url),
-            Status::Pending => {
-                return page(StatusCode::OK, pages::checkout_pending(&checkout.view(&id)));
+    let decided = inner
+        .modify(RecordKind::Checkout, &id, |c: &mut CheckoutRecord| {
+            match (&c.status, c.closed_by, card) {
+                // Paid already (a second click, a replayed form): charge nothing again.
+                (Status::Succeeded, _, _) => Edit::Keep(Submitted::AlreadyPaid),
+                (_, Some(_), _) => Edit::Keep(Submitted::Closed),
+                (Status::Pending, _, _) => Edit::Keep(Submitted::StillPending),
+                (_, _, None) => Edit::Keep(Submitted::NotACard),
+                (_, _, Some(TestCard::Succeeds)) => {
+                    c.status = Status::Succeeded;
+                    Edit::Save(Submitted::Paid)
+                }
+                (_, _, Some(TestCard::Declined)) => {
+                    c.status = Status::failed(DECLINED);
+                    Edit::Save(Submitted::Declined)
+                }
+                (_, _, Some(TestCard::Pending)) => {
+                    c.status = Status::Pending;
+                    c.pending_card = Some(TestCard::Pending);
+                    Edit::Save(Submitted::NowPending)
+                }
             }
-            Status::Open | Status::Failed(_) => {}
-        }
-        match card {
-            None => {
-                let html = pages::checkout(
-                    &checkout.view(&id),
-                    &form.card_number,
-                    Some(NOT_A_TEST_CARD),
-                );
-                return page(StatusCode::UNPROCESSABLE_ENTITY, html);
-            }
-            Some(TestCard::Succeeds) => {
-                checkout.status = Status::Succeeded;
-                store
-                    .customers
-                    .entry(checkout.customer_ref.clone())
-                    .or_default()
-                    .card = Some(TestCard::Succeeds);
-                (
-                    Outgoing::new(event_type::CHECKOUT_SUCCEEDED, &id, None),
-                    Ok(checkout.success_url.clone()),
-                )
-            }
-            Some(TestCard::Declined) => {
-                checkout.status = Status::Failed(DECLINED.to_string());
-                let html = pages::checkout(
-                    &checkout.view(&id),
-                    &form.card_number,
-                    Some(&failed_message(DECLINED)),
-                );
-                (
-                    Outgoing::new(event_type::CHECKOUT_FAILED, &id, Some(DECLINED)),
-                    Err(page(StatusCode::PAYMENT_REQUIRED, html)),
-                )
-            }
-            Some(TestCard::Pending) => {
-                checkout.status = Status::Pending;
-                checkout.pending_card = Some(TestCard::Pending);
-                let html = pages::checkout_pending(&checkout.view(&id));
-                (
-                    Outgoing::new(event_type::CHECKOUT_PENDING, &id, None),
-                    Err(page(StatusCode::OK, html)),
-                )
-            }
-        }
+        })
+        .await;
+    let (submitted, checkout) = match decided {
+        Ok(Some(decided)) => decided,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(&e),
     };
-    inner.emit(event).await;
-    match response {
-        Ok(url) => see_other(&url),
-        Err(page) => page,
+    let view = checkout.view(&id);
+    match submitted {
+        Submitted::AlreadyPaid => see_other(&checkout.success_url),
+        Submitted::Closed => closed_page(&id, &checkout, Some(NOT_CHARGED)),
+        Submitted::StillPending => page(StatusCode::OK, pages::checkout_pending(&view)),
+        Submitted::NotACard => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::checkout(&view, &form.card_number, Some(NOT_A_TEST_CARD)),
+        ),
+        Submitted::Paid => {
+            inner
+                .keep_card(&checkout.customer_ref, TestCard::Succeeds)
+                .await;
+            inner
+                .emit(Outgoing::new(event_type::CHECKOUT_SUCCEEDED, &id, None))
+                .await;
+            see_other(&checkout.success_url)
+        }
+        Submitted::Declined => {
+            inner
+                .emit(Outgoing::new(
+                    event_type::CHECKOUT_FAILED,
+                    &id,
+                    Some(DECLINED),
+                ))
+                .await;
+            page(
+                StatusCode::PAYMENT_REQUIRED,
+                pages::checkout(&view, &form.card_number, Some(&failed_message(DECLINED))),
+            )
+        }
+        Submitted::NowPending => {
+            inner
+                .emit(Outgoing::new(event_type::CHECKOUT_PENDING, &id, None))
+                .await;
+            page(StatusCode::OK, pages::checkout_pending(&view))
+        }
     }
 }
 
@@ -788,22 +1294,57 @@ async fn checkout_settle(
     Path(id): Path<String>,
     Form(form): Form<SettleForm>,
 ) -> Response {
-    let success_url = match inner.lock().checkouts.get(&id) {
-        Some(checkout) => checkout.success_url.clone(),
-        None => return not_found(),
+    match inner.settle_checkout(&id, form.success).await {
+        Ok(Some((PaymentOutcome::Succeeded { .. }, checkout))) => see_other(&checkout.success_url),
+        // Failed (the page shows why, with the card form), never attempted, or closed.
+        Ok(Some(_)) => see_other(&inner.checkout_url(&id)),
+        Ok(None) => not_found(),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// The page's cancel button: closes the session, tells the server (before the browser
+/// moves on), then goes to the cancel URL. A paid session goes to its success URL.
+async fn checkout_abandon(State(inner): AppState, Path(id): Path<String>) -> Response {
+    let decided = inner
+        .modify(RecordKind::Checkout, &id, |c: &mut CheckoutRecord| {
+            match (&c.status, c.closed_by) {
+                (Status::Succeeded, _) => Edit::Keep(None),
+                // Told again only if the customer closed it (a retry after a lost delivery).
+                (_, Some(by)) => Edit::Keep(Some(by == ClosedBy::Customer)),
+                (_, None) => {
+                    c.closed_by = Some(ClosedBy::Customer);
+                    Edit::Save(Some(true))
+                }
+            }
+        })
+        .await;
+    let (announce, checkout) = match decided {
+        Ok(Some(decided)) => decided,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(&e),
     };
-    match inner.settle(&id, form.success).await {
-        Ok(PaymentOutcome::Succeeded { .. }) => see_other(&success_url),
-        // Failed (the page shows why, with the card form) or never attempted.
-        Ok(_) => see_other(&inner.checkout_url(&id)),
-        Err(_) => not_found(),
+    match announce {
+        None => see_other(&checkout.success_url),
+        Some(announce) => {
+            if announce {
+                inner
+                    .emit(Outgoing::new(event_type::CHECKOUT_ABANDONED, &id, None))
+                    .await;
+            }
+            see_other(&checkout.cancel_url)
+        }
     }
 }
 
 async fn details_page(State(inner): AppState, Path(token): Path<String>) -> Response {
-    let store = inner.lock();
-    let Some(session) = store.details.get(&token) else {
-        return not_found();
+    let session = match inner
+        .load::<DetailsRecord>(RecordKind::PaymentDetails, &token)
+        .await
+    {
+        Ok(Some((session, _))) => session,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(&e),
     };
     if session.done {
         return page(
@@ -811,11 +1352,10 @@ async fn details_page(State(inner): AppState, Path(token): Path<String>) -> Resp
             pages::payment_details_done(&session.return_url),
         );
     }
-    let current = store
-        .customers
-        .get(&session.customer_ref)
-        .and_then(|c| c.card)
-        .map(TestCard::label);
+    let current = match inner.card_of(&session.customer_ref).await {
+        Ok(card) => card.map(TestCard::label),
+        Err(e) => return unavailable(&e),
+    };
     page(
         StatusCode::OK,
         pages::payment_details(&token, current, &session.return_url, "", None),
@@ -827,52 +1367,68 @@ async fn details_submit(
     Path(token): Path<String>,
     Form(form): Form<CardForm>,
 ) -> Response {
-    let card = TestCard::parse(&form.card_number);
-    let (event, return_url) = {
-        let mut store = inner.lock();
-        let store = &mut *store;
-        let Some(session) = store.details.get_mut(&token) else {
-            return not_found();
-        };
-        if session.done {
-            return see_other(&session.return_url);
-        }
-        let current = store
-            .customers
-            .get(&session.customer_ref)
-            .and_then(|c| c.card)
-            .map(TestCard::label);
-        let Some(card) = card else {
-            return page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                pages::payment_details(
-                    &token,
-                    current,
-                    &session.return_url,
-                    &form.card_number,
-                    Some(NOT_A_TEST_CARD),
-                ),
-            );
-        };
-        // Every test card is saved here: later charges to it succeed, are declined or stay
-        // pending, which is how renewals that fail or hang are tried out.
-        session.done = true;
-        store
-            .customers
-            .entry(session.customer_ref.clone())
-            .or_default()
-            .card = Some(card);
-        (
-            Outgoing::new(
-                event_type::PAYMENT_METHOD_UPDATED,
-                &session.customer_ref,
-                None,
-            ),
-            session.return_url.clone(),
-        )
+    let session = match inner
+        .load::<DetailsRecord>(RecordKind::PaymentDetails, &token)
+        .await
+    {
+        Ok(Some((session, _))) => session,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(&e),
     };
-    inner.emit(event).await;
-    see_other(&return_url)
+    // The link is used up: posting again just goes back.
+    if session.done {
+        return see_other(&session.return_url);
+    }
+    let Some(card) = TestCard::parse(&form.card_number) else {
+        let current = match inner.card_of(&session.customer_ref).await {
+            Ok(card) => card.map(TestCard::label),
+            Err(e) => return unavailable(&e),
+        };
+        return page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::payment_details(
+                &token,
+                current,
+                &session.return_url,
+                &form.card_number,
+                Some(NOT_A_TEST_CARD),
+            ),
+        );
+    };
+    // Every test card is saved here: later charges to it succeed, are declined or stay
+    // pending, which is how renewals that fail or hang are tried out. The card first, then
+    // the link is used up, so a failure in between leaves a link that still works.
+    if let Err(e) = inner.save_card(&session.customer_ref, card).await {
+        return unavailable(&e);
+    }
+    let used = inner
+        .modify(
+            RecordKind::PaymentDetails,
+            &token,
+            |s: &mut DetailsRecord| {
+                if s.done {
+                    return Edit::Keep(false);
+                }
+                s.done = true;
+                Edit::Save(true)
+            },
+        )
+        .await;
+    match used {
+        // Of two racing submissions, the one that used the link up tells the server.
+        Ok(Some((true, _))) => {
+            inner
+                .emit(Outgoing::new(
+                    event_type::PAYMENT_METHOD_UPDATED,
+                    &session.customer_ref,
+                    None,
+                ))
+                .await;
+            see_other(&session.return_url)
+        }
+        Ok(_) => see_other(&session.return_url),
+        Err(e) => unavailable(&e),
+    }
 }
 
 #[cfg(test)]

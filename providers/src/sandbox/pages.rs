@@ -49,6 +49,8 @@ button:hover{background:#174bb0}
 button:focus{outline:3px solid #1b1f24;outline-offset:2px}
 button.secondary{background:#fff;color:#b3261e;border:2px solid #b3261e}
 button.secondary:hover{background:#fdecea}
+button.link{display:inline;width:auto;margin:0;padding:0;background:none;color:#1f5fd6;font-weight:400;font-size:inherit;text-decoration:underline}
+button.link:hover{background:none;color:#174bb0}
 .error{background:#fdecea;color:#8c1d18;border:1px solid #f1b2ad;border-radius:8px;padding:.75rem 1rem;margin:1rem 0 0}
 .ok{background:#e7f5ec;color:#0f5223;border:1px solid #a9d8b8;border-radius:8px;padding:.75rem 1rem}
 .links{text-align:center;margin:1.25rem 0 0}
@@ -147,10 +149,13 @@ impl CheckoutView<'_> {
         )
     }
 
+    /// A form, not a link: leaving closes the checkout, and the server hears of it before
+    /// the browser reaches the cancel URL.
     fn cancel_link(&self) -> String {
         format!(
-            "<p class=\"links\"><a href=\"{}\">Cancel and go back</a></p>\n",
-            escape(self.cancel_url)
+            "<form method=\"post\" action=\"{}\" class=\"links\">\
+             <button type=\"submit\" class=\"link\">Cancel and go back</button></form>\n",
+            escape(&format!("{}/abandon", self.id))
         )
     }
 }
@@ -191,6 +196,42 @@ pub fn checkout_pending(view: &CheckoutView<'_>) -> String {
         action = escape(&settle),
     );
     layout("Payment pending", &body)
+}
+
+/// Shown for a closed checkout (expired, replaced or abandoned): it takes no card. A payment
+/// that was already pending may still be settled (`pending`), as a bank would.
+pub fn checkout_closed(view: &CheckoutView<'_>, pending: bool, notice: Option<&str>) -> String {
+    let notice = notice
+        .map(|n| {
+            format!(
+                "<p class=\"note\" role=\"alert\"><strong>{}</strong></p>\n",
+                escape(n)
+            )
+        })
+        .unwrap_or_default();
+    let in_flight = if pending {
+        let action = escape(&format!("{}/settle", view.id));
+        format!(
+            "<p class=\"note\">A payment made before it closed is still pending. If it goes \
+             through, the money is refunded. In the sandbox you decide how it ends:</p>\n\
+             <form method=\"post\" action=\"{action}\">\
+             <input type=\"hidden\" name=\"success\" value=\"true\">\
+             <button type=\"submit\">Approve the payment</button></form>\n\
+             <form method=\"post\" action=\"{action}\">\
+             <input type=\"hidden\" name=\"success\" value=\"false\">\
+             <button type=\"submit\" class=\"secondary\">Decline the payment</button></form>\n"
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "{}<p class=\"error\" role=\"status\"><strong>This checkout is closed.</strong> \
+         It expired, was replaced by a newer one, or was cancelled, and it takes no payment.</p>\n\
+         {notice}{in_flight}<p class=\"links\"><a href=\"{}\">Go back</a></p>\n",
+        view.header(),
+        escape(view.cancel_url),
+    );
+    layout("Checkout closed", &body)
 }
 
 /// Shown when a finished checkout page is opened again.
@@ -255,8 +296,18 @@ pub fn not_found() -> String {
     layout(
         "Not found",
         "<h1>This payment page does not exist</h1>\n\
-         <p class=\"note\">The link may be mistyped, or the sandbox was restarted and forgot it \
-         (the sandbox keeps its sessions in memory). Start again from the application.</p>\n",
+         <p class=\"note\">The link may be mistyped or incomplete. \
+         Start again from the application.</p>\n",
+    )
+}
+
+/// When the sandbox cannot reach its storage (the server's database).
+pub fn unavailable() -> String {
+    layout(
+        "Try again",
+        "<h1>This payment page is not available right now</h1>\n\
+         <p class=\"note\">The sandbox could not reach its storage. \
+         Wait a moment and reload the page.</p>\n",
     )
 }
 
@@ -294,9 +345,13 @@ mod tests {
         assert!(!page.contains("<i>bad"));
         assert!(!page.contains("\"><b>"));
         assert!(page.contains("&lt;script&gt;"));
-        assert!(page.contains("a=1&amp;b=&quot;2&quot;"));
         assert!(page.contains("10.00 EUR"));
         assert!(page.contains("role=\"alert\""));
+        // The cancel URL appears as a link on the closed page.
+        let closed = checkout_closed(&view, true, Some("<i>gone</i>"));
+        assert!(closed.contains("href=\"http://x/?a=1&amp;b=&quot;2&quot;\""));
+        assert!(!closed.contains("<i>gone"));
+        assert!(!closed.contains("<script>"));
     }
 
     #[test]
