@@ -50,22 +50,31 @@ impl Billing {
             phone: c.phone.clone(),
         };
         let r = within(self.provider_timeout, provider.upsert_customer(&info)).await?;
+        // Through the writer like every write (on SQLite a write beside it can break a
+        // transaction that read before it).
+        let txn = self.db.write().await?;
         let inserted = provider_customer::ActiveModel {
             customer_id: Set(c.id),
             provider: Set(provider.name().to_owned()),
             provider_ref: Set(r.clone()),
         }
-        .insert(self.db.conn())
+        .insert(&*txn)
         .await;
         match inserted {
-            Ok(_) => Ok(r),
+            Ok(_) => {
+                txn.commit().await?;
+                Ok(r)
+            }
             // A concurrent call stored one first: use that one.
-            Err(_) => Ok(
-                provider_customer::Entity::find_by_id((c.id, provider.name().to_owned()))
-                    .one(self.db.conn())
-                    .await?
-                    .map_or(r, |k| k.provider_ref),
-            ),
+            Err(_) => {
+                drop(txn);
+                Ok(
+                    provider_customer::Entity::find_by_id((c.id, provider.name().to_owned()))
+                        .one(self.db.conn())
+                        .await?
+                        .map_or(r, |k| k.provider_ref),
+                )
+            }
         }
     }
 

