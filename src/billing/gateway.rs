@@ -126,6 +126,23 @@ impl Billing {
         }
     }
 
+    /// What became of a payment, as far as its provider says now; no answer is `Unknown`.
+    pub(crate) async fn ask_payment_status(
+        &self,
+        provider: &str,
+        provider_ref: &str,
+    ) -> PaymentOutcome {
+        let unknown = PaymentOutcome::Unknown {
+            provider_ref: Some(provider_ref.to_owned()),
+        };
+        let Ok(p) = self.providers.get(provider) else {
+            return unknown;
+        };
+        within(self.provider_timeout, p.payment_status(provider_ref))
+            .await
+            .unwrap_or(unknown)
+    }
+
     /// One refund call; an answer that may not have reached the provider is `Unknown`.
     pub(crate) async fn send_refund(&self, provider: &str, r: RefundRequest) -> PaymentOutcome {
         let unknown = PaymentOutcome::Unknown { provider_ref: None };

@@ -54,19 +54,7 @@ impl Billing {
             .all(self.db.conn())
             .await?;
         for c in unsettled {
-            let Ok(provider) = self.providers.get(&c.provider) else {
-                continue;
-            };
-            let outcome = tokio::time::timeout(
-                self.provider_timeout,
-                provider.payment_status(&c.provider_ref),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(PaymentOutcome::Unknown {
-                provider_ref: Some(c.provider_ref.clone()),
-            });
+            let outcome = self.ask_payment_status(&c.provider, &c.provider_ref).await;
             // An open checkout the customer has not used yet is not news.
             let waiting = c.status == CheckoutStatus::Open.code()
                 && matches!(
