@@ -203,10 +203,23 @@ impl Billing {
                 Closed::new()
             });
         }
-        let sub = subscription::Entity::find_by_id(c.subscription_id)
+        self.close_unpaid_in(db, now, c.subscription_id, reason)
+            .await
+    }
+
+    /// Ends an unpaid (`INCOMPLETE`) subscription and closes every checkout it has open.
+    /// A subscription that is no longer unpaid only has its checkouts closed.
+    pub(crate) async fn close_unpaid_in(
+        &self,
+        db: &impl ConnectionTrait,
+        now: DateTime<Utc>,
+        subscription_id: Uuid,
+        reason: CloseReason,
+    ) -> BillingResult<Closed> {
+        let sub = subscription::Entity::find_by_id(subscription_id)
             .one(db)
             .await?
-            .ok_or_else(|| BillingError::not_found("subscription", c.subscription_id))?;
+            .ok_or_else(|| BillingError::not_found("subscription", subscription_id))?;
         let current = Current::try_from(&sub)?;
         if current.status == SubscriptionStatus::Incomplete {
             lifecycle::apply(
@@ -220,7 +233,7 @@ impl Billing {
             )
             .await?;
         }
-        self.close_open(db, now, c.subscription_id, reason, false)
+        self.close_open(db, now, subscription_id, reason, false)
             .await
     }
 

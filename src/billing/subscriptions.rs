@@ -467,18 +467,8 @@ impl Billing {
             .await?;
         let mut closed = Closed::new();
         for s in unpaid {
-            lifecycle::apply(
-                db,
-                now,
-                Current::try_from(&s)?,
-                Trigger::CheckoutClosed(CloseReason::Replaced),
-                PhaseKind::Final,
-                &self.policy(),
-                json!({ "reason": CloseReason::Replaced.describe() }),
-            )
-            .await?;
             closed.extend(
-                self.close_open(db, now, s.id, CloseReason::Replaced, false)
+                self.close_unpaid_in(db, now, s.id, CloseReason::Replaced)
                     .await?,
             );
         }
@@ -493,24 +483,7 @@ impl Billing {
     ) -> BillingResult<()> {
         let now = self.clock.now();
         let txn = self.db.write().await?;
-        let sub = subscription::Entity::find_by_id(sub_id)
-            .one(&*txn)
-            .await?
-            .ok_or_else(|| BillingError::not_found("subscription", sub_id))?;
-        let current = Current::try_from(&sub)?;
-        if current.status == SubscriptionStatus::Incomplete {
-            lifecycle::apply(
-                &*txn,
-                now,
-                current,
-                Trigger::CheckoutClosed(reason),
-                PhaseKind::Final,
-                &self.policy(),
-                json!({ "reason": reason.describe() }),
-            )
-            .await?;
-        }
-        let closed = self.close_open(&*txn, now, sub_id, reason, false).await?;
+        let closed = self.close_unpaid_in(&*txn, now, sub_id, reason).await?;
         txn.commit().await?;
         self.announce_events();
         self.close_at_providers(&closed).await;
