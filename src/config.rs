@@ -44,8 +44,8 @@ pub struct Config {
         default_value = "sqlite://billing.db?mode=rwc"
     )]
     pub database_url: String,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "BILLING_BIND", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: HOST:PORT, or :PORT for 127.0.0.1 (port 0 picks a free port).
+    #[arg(long, env = "BILLING_BIND", default_value = "127.0.0.1:8080", value_parser = parse_bind)]
     pub bind: SocketAddr,
     /// The admin token; when unset, one is created on a fresh database and printed once.
     #[arg(long, env = "BILLING_ADMIN_TOKEN", hide_env_values = true)]
@@ -124,6 +124,18 @@ pub struct Config {
     pub db_pool: u32,
 }
 
+/// `HOST:PORT`, or `:PORT` for the loopback address.
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let full = if s.starts_with(':') {
+        format!("127.0.0.1{s}")
+    } else {
+        s.to_owned()
+    };
+    full.parse()
+        .map_err(|_| format!("expected HOST:PORT or :PORT (e.g. 127.0.0.1:8080 or :0), got {s:?}"))
+}
+
 fn parse_flag(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -160,5 +172,22 @@ impl Config {
             dunning_final: "cancel".into(),
             jobs_interval_secs: 3600,
         }
+    }
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::parse_bind;
+
+    #[test]
+    fn a_bare_port_listens_on_loopback() {
+        assert_eq!(parse_bind(":0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(parse_bind(":8080").unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            parse_bind("0.0.0.0:9000").unwrap().to_string(),
+            "0.0.0.0:9000"
+        );
+        assert!(parse_bind("8080").is_err());
+        assert!(parse_bind("localhost").is_err());
     }
 }

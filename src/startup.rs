@@ -22,10 +22,21 @@ use crate::http::{self, AppState};
 
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Logs to stdout: `BILLING_LOG_FORMAT=json` for one JSON object a line, else text, with
+/// colours only on a terminal. `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let json = std::env::var("BILLING_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init()
+    };
 }
 
 pub async fn run(cli: Cli) -> Result<(), AnyError> {
