@@ -13,6 +13,7 @@ use providers::stripe::{StripeConfig, StripeProvider};
 use sea_orm::sqlx::postgres::PgListener;
 
 use crate::billing::events::NOTIFY_CHANNEL;
+use crate::billing::provider_sink::BillingSink;
 use crate::billing::{Billing, Db, Settings};
 use crate::clock::{SharedClock, SystemClock, TestClock};
 use crate::config::{Cli, Command, Config};
@@ -87,7 +88,7 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
-        let mut registry = build_providers(&config, &public_url)?;
+        let (mut registry, stripe) = build_providers(&config, &public_url)?;
         for p in extra {
             registry.register(p);
         }
@@ -119,6 +120,9 @@ impl Application {
             },
         };
         let billing = Arc::new(Billing::new(db, clock, settings).await?);
+        if let Some(stripe) = stripe {
+            stripe.set_event_sink(Arc::new(BillingSink::new(&billing)));
+        }
         match &config.admin_token {
             Some(token) => billing.ensure_admin_token(token).await?,
             None => {
@@ -212,9 +216,14 @@ async fn listen_for_events(billing: Arc<Billing>, url: String) {
     }
 }
 
-/// The configured payment providers; an unknown name fails start-up.
-fn build_providers(config: &Config, public_url: &str) -> Result<providers::Registry, AnyError> {
+/// The configured payment providers (and the stripe one again, to be handed the server's
+/// event sink once the server exists); an unknown name fails start-up.
+fn build_providers(
+    config: &Config,
+    public_url: &str,
+) -> Result<(providers::Registry, Option<Arc<StripeProvider>>), AnyError> {
     let mut registry = providers::Registry::default();
+    let mut stripe_provider = None;
     for name in config
         .providers
         .iter()
@@ -240,14 +249,21 @@ fn build_providers(config: &Config, public_url: &str) -> Result<providers::Regis
                     .stripe_webhook_secret
                     .clone()
                     .ok_or("the stripe provider needs BILLING_PROVIDER_STRIPE_WEBHOOK_SECRET")?;
-                let stripe = StripeProvider::new(StripeConfig {
+                let publishable_key = config
+                    .stripe_publishable_key
+                    .clone()
+                    .ok_or("the stripe provider needs BILLING_PROVIDER_STRIPE_PUBLISHABLE_KEY")?;
+                let stripe = Arc::new(StripeProvider::new(StripeConfig {
                     api_key,
                     api_base: config.stripe_api_base.clone(),
                     webhook_secret,
+                    publishable_key,
+                    js_url: config.stripe_js_url.clone(),
                     public_base_url: public_url.to_owned(),
                     timeout: Duration::from_millis(config.provider_timeout_ms.max(1)),
-                })?;
-                registry.register(Arc::new(stripe));
+                })?);
+                registry.register(stripe.clone());
+                stripe_provider = Some(stripe);
             }
             other => {
                 return Err(
@@ -263,7 +279,7 @@ fn build_providers(config: &Config, public_url: &str) -> Result<providers::Regis
         )
         .into());
     }
-    Ok(registry)
+    Ok((registry, stripe_provider))
 }
 
 async fn shutdown_signal() {

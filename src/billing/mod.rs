@@ -18,6 +18,7 @@ pub mod limits;
 pub mod money;
 pub mod phase;
 pub mod pricing;
+pub mod provider_sink;
 pub mod quote;
 pub mod subscriptions;
 pub mod usage;
