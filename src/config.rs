@@ -99,6 +99,17 @@ pub struct Config {
         hide_env_values = true
     )]
     pub stripe_webhook_secret: Option<String>,
+    /// Stripe publishable key (`pk_…`), which Stripe.js uses on the hosted pages.
+    #[arg(long, env = "BILLING_PROVIDER_STRIPE_PUBLISHABLE_KEY")]
+    pub stripe_publishable_key: Option<String>,
+    /// Where the hosted pages load Stripe.js from (localstripe serves a fake at
+    /// `{localstripe}/js.stripe.com/v3/`).
+    #[arg(
+        long,
+        env = "BILLING_PROVIDER_STRIPE_JS_URL",
+        default_value = "https://js.stripe.com/v3/"
+    )]
+    pub stripe_js_url: String,
     /// Hours a checkout may stay open before its subscription expires.
     #[arg(long, env = "BILLING_CHECKOUT_TTL_HOURS", default_value_t = 23)]
     pub checkout_ttl_hours: u32,
@@ -166,6 +177,8 @@ impl Config {
             stripe_api_key: None,
             stripe_api_base: "https://api.stripe.com".into(),
             stripe_webhook_secret: None,
+            stripe_publishable_key: None,
+            stripe_js_url: "https://js.stripe.com/v3/".into(),
             checkout_ttl_hours: 23,
             provider_timeout_ms: 1_000,
             dunning_retry_days: vec![1, 3, 5],

@@ -13,6 +13,7 @@ use providers::stripe::{StripeConfig, StripeProvider};
 use sea_orm::sqlx::postgres::PgListener;
 
 use crate::billing::events::NOTIFY_CHANNEL;
+use crate::billing::provider_sink::BillingSink;
 use crate::billing::sandbox_store::DbSandboxStore;
 use crate::billing::{Billing, Db, Settings};
 use crate::clock::{SharedClock, SystemClock, TestClock};
@@ -101,7 +102,7 @@ impl Application {
             .unwrap_or_else(|| format!("http://{addr}"));
         let db = Db::connect(&config.database_url, config.db_pool).await?;
         Migrator::up(db.conn(), None).await?;
-        let mut registry = build_providers(&config, &public_url, &db)?;
+        let (mut registry, stripe) = build_providers(&config, &public_url, &db)?;
         for p in extra {
             registry.register(p);
         }
@@ -131,6 +132,9 @@ impl Application {
             },
         };
         let billing = Arc::new(Billing::new(db, clock, settings).await?);
+        if let Some(stripe) = stripe {
+            stripe.set_event_sink(Arc::new(BillingSink::new(&billing)));
+        }
         match &config.admin_token {
             Some(token) => billing.ensure_admin_token(token).await?,
             None => {
@@ -224,13 +228,15 @@ async fn listen_for_events(billing: Arc<Billing>, url: String) {
     }
 }
 
-/// The configured payment providers; an unknown name fails start-up.
+/// The configured payment providers (and the stripe one again, to be handed the server's
+/// event sink once the server exists); an unknown name fails start-up.
 fn build_providers(
     config: &Config,
     public_url: &str,
     db: &Db,
-) -> Result<providers::Registry, AnyError> {
+) -> Result<(providers::Registry, Option<Arc<StripeProvider>>), AnyError> {
     let mut registry = providers::Registry::default();
+    let mut stripe_provider = None;
     for name in config
         .providers
         .iter()
@@ -257,14 +263,21 @@ fn build_providers(
                     .stripe_webhook_secret
                     .clone()
                     .ok_or("the stripe provider needs BILLING_PROVIDER_STRIPE_WEBHOOK_SECRET")?;
-                let stripe = StripeProvider::new(StripeConfig {
+                let publishable_key = config
+                    .stripe_publishable_key
+                    .clone()
+                    .ok_or("the stripe provider needs BILLING_PROVIDER_STRIPE_PUBLISHABLE_KEY")?;
+                let stripe = Arc::new(StripeProvider::new(StripeConfig {
                     api_key,
                     api_base: config.stripe_api_base.clone(),
                     webhook_secret,
+                    publishable_key,
+                    js_url: config.stripe_js_url.clone(),
                     public_base_url: public_url.to_owned(),
                     timeout: Duration::from_millis(config.provider_timeout_ms.max(1)),
-                })?;
-                registry.register(Arc::new(stripe));
+                })?);
+                registry.register(stripe.clone());
+                stripe_provider = Some(stripe);
             }
             other => {
                 return Err(
@@ -280,7 +293,7 @@ fn build_providers(
         )
         .into());
     }
-    Ok(registry)
+    Ok((registry, stripe_provider))
 }
 
 async fn shutdown_signal() {

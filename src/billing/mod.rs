@@ -21,6 +21,7 @@ pub mod limits;
 pub mod money;
 pub mod phase;
 pub mod pricing;
+pub mod provider_sink;
 pub mod quote;
 pub mod refunds;
 pub mod sandbox_store;

@@ -1,7 +1,8 @@
-//! The **stripe** provider: customers, PaymentIntents and SetupIntents through Stripe's
-//! REST API (form-encoded requests, Bearer key, pinned API version), webhooks in the
+//! The **stripe** provider: customers, PaymentIntents, SetupIntents and refunds through
+//! Stripe's REST API (form-encoded requests, Bearer key, pinned API version), webhooks in the
 //! `Stripe-Signature` scheme. The API base is configurable, so tests run it against
-//! `localstripe` on 127.0.0.1. Wire types and status mappings are in [`transformers`].
+//! `localstripe` on 127.0.0.1. Wire types and status mappings are in [`transformers`], the
+//! hosted pages in `hosted`.
 //!
 //! - `start_checkout` creates a PaymentIntent (amount > 0) or a SetupIntent (amount 0)
 //!   and returns our own hosted page for it, `{public_base_url}/providers/stripe/checkout/{id}`.
@@ -11,35 +12,44 @@
 //!   `{public_base_url}/providers/stripe/payment-details/{seti_id}`; the return URL rides in
 //!   metadata too (never in the query string, which anyone could change into an open
 //!   redirect).
+//! - **No card reaches our server.** The pages load Stripe.js (from `js_url`) with the
+//!   publishable key and mount its card element; the browser confirms a SetupIntent with
+//!   `confirmCardSetup` and its client secret, so the card goes straight to Stripe. A
+//!   paying checkout's page makes a SetupIntent of its own for that (`metadata[kind] =
+//!   checkout_card`, `metadata[payment_intent]`); our server then pays the PaymentIntent with
+//!   the saved card, and when the bank wants 3-D Secure the page runs `confirmCardPayment`
+//!   with the PaymentIntent's client secret. (This order also works with localstripe's fake
+//!   Stripe.js, whose `confirmCardPayment` only authenticates.) The form posts back nothing
+//!   but the id of the intent that Stripe.js confirmed.
+//! - On that post our server retrieves the intent at once and hands the outcome to the
+//!   server's [`EventSink`] before it redirects: a paid checkout is active before the
+//!   browser reaches `success_url`, and a decline is shown on the page and reported as a
+//!   failed payment. An intent id that is not this page's (or its card SetupIntent's) changes
+//!   nothing.
 //! - A card saved by either page is attached to the customer and, once the payment or
 //!   setup went through, becomes the customer's `invoice_settings.default_payment_method`,
 //!   which `charge` uses off-session.
-//! - `charge` creates and confirms an off-session PaymentIntent (`metadata[kind]=charge`).
-//!   A timeout or broken connection after the request was sent, a 5xx, 409 or 429 is
-//!   [`PaymentOutcome::Unknown`]; a card error (402) is `Failed`; a connection that could
-//!   not be opened is `Err(ProviderError::Unreachable)`, as nothing reached Stripe.
-//!
-//! The hosted pages take raw card numbers and create PaymentMethods from them on the server.
-//! That only works in Stripe's test mode (and on localstripe): production would render
-//! Stripe.js Elements with the publishable key, so that card data never touches our server,
-//! and confirm the intent in the browser with the intent's client secret.
+//! - `close_checkout` cancels the intent; its page then says the checkout is closed. The
+//!   page's cancel button cancels it too and reports [`ProviderEventKind::CheckoutAbandoned`].
+//! - `charge` creates and confirms an off-session PaymentIntent (`metadata[kind]=charge`);
+//!   `refund` refunds a PaymentIntent. A timeout or broken connection after the request was
+//!   sent, a 5xx, 409 or 429 is [`PaymentOutcome::Unknown`]; a card error (402) is `Failed`;
+//!   a connection that could not be opened is `Err(ProviderError::Unreachable)`, as nothing
+//!   reached Stripe.
 
+mod hosted;
 mod pages;
 pub mod transformers;
 
 use std::error::Error as _;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::extract::{Form, Path, State};
-use axum::http::header::{CACHE_CONTROL, LOCATION};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -49,9 +59,9 @@ use self::transformers::{
     SetupIntent, SetupIntentStatus,
 };
 use crate::{
-    ChargeRequest, CheckoutRequest, CheckoutSession, CustomerInfo, DetailsRequest, HostedSession,
-    PaymentOutcome, PaymentProvider, ProviderError, ProviderEvent, ProviderEventKind, ProviderRef,
-    signature,
+    ChargeRequest, CheckoutRequest, CheckoutSession, CustomerInfo, DetailsRequest, EventSink,
+    HostedSession, PaymentOutcome, PaymentProvider, ProviderError, ProviderEvent,
+    ProviderEventKind, ProviderRef, RefundRequest, signature,
 };
 
 /// The provider's configuration key.
@@ -59,6 +69,9 @@ pub const NAME: &str = "stripe";
 /// Where the server mounts [`PaymentProvider::routes`].
 pub const MOUNT: &str = "/providers/stripe";
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+/// Stripe.js, which the hosted pages load (tests point it at localstripe's fake,
+/// `{localstripe}/js.stripe.com/v3/`).
+pub const DEFAULT_JS_URL: &str = "https://js.stripe.com/v3/";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The webhook signature header (`t=…,v1=…`, see [`signature`]).
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
@@ -73,6 +86,10 @@ pub struct StripeConfig {
     pub api_base: String,
     /// The endpoint's signing secret (`whsec_…`).
     pub webhook_secret: String,
+    /// The publishable key (`pk_test_…` or `pk_live_…`) Stripe.js runs with in the browser.
+    pub publishable_key: String,
+    /// Where the pages load Stripe.js from.
+    pub js_url: String,
     /// Our server's public URL, for the hosted pages' addresses.
     pub public_base_url: String,
     /// For every call to Stripe.
@@ -85,6 +102,8 @@ impl Default for StripeConfig {
             api_key: String::new(),
             api_base: DEFAULT_API_BASE.to_owned(),
             webhook_secret: String::new(),
+            publishable_key: String::new(),
+            js_url: DEFAULT_JS_URL.to_owned(),
             public_base_url: String::new(),
             timeout: DEFAULT_TIMEOUT,
         }
@@ -97,6 +116,8 @@ impl fmt::Debug for StripeConfig {
             .field("api_key", &"<redacted>")
             .field("api_base", &self.api_base)
             .field("webhook_secret", &"<redacted>")
+            .field("publishable_key", &self.publishable_key)
+            .field("js_url", &self.js_url)
             .field("public_base_url", &self.public_base_url)
             .field("timeout", &self.timeout)
             .finish()
@@ -111,6 +132,10 @@ struct Inner {
     api: Api,
     public_base_url: String,
     webhook_secret: String,
+    publishable_key: String,
+    js_url: String,
+    /// Where the pages report what they learnt; set once the server exists.
+    sink: OnceLock<Arc<dyn EventSink>>,
 }
 
 impl StripeProvider {
@@ -122,9 +147,13 @@ impl StripeProvider {
         if config.webhook_secret.is_empty() {
             return bad("the webhook secret is empty");
         }
+        if !config.publishable_key.trim().starts_with("pk_") {
+            return bad("the publishable key must start with pk_");
+        }
         for (name, url) in [
             ("api_base", &config.api_base),
             ("public_base_url", &config.public_base_url),
+            ("js_url", &config.js_url),
         ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return bad(&format!("{name} {url:?} is not an http(s) URL"));
@@ -148,8 +177,19 @@ impl StripeProvider {
                 },
                 public_base_url: config.public_base_url.trim_end_matches('/').to_owned(),
                 webhook_secret: config.webhook_secret,
+                publishable_key: config.publishable_key.trim().to_owned(),
+                js_url: config.js_url,
+                sink: OnceLock::new(),
             }),
         })
+    }
+
+    /// Hands the pages the server's sink, once the server exists (it is built after its
+    /// providers). A second call changes nothing.
+    pub fn set_event_sink(&self, sink: Arc<dyn EventSink>) {
+        if self.inner.sink.set(sink).is_err() {
+            tracing::warn!("stripe: the event sink was already set");
+        }
     }
 }
 
@@ -407,8 +447,24 @@ impl Inner {
 fn charge_outcome(
     result: Result<PaymentIntent, CallError>,
 ) -> Result<PaymentOutcome, ProviderError> {
+    money_outcome(result, |pi| PaymentOutcome::from(&pi))
+}
+
+/// What a sent refund request came to, like a charge.
+fn refund_outcome(
+    result: Result<wire::Refund, CallError>,
+) -> Result<PaymentOutcome, ProviderError> {
+    money_outcome(result, |r| PaymentOutcome::from(&r))
+}
+
+/// The answer to a request that moves money. Only a definite answer is `Failed`; one that
+/// may have been acted on is `Unknown`.
+fn money_outcome<T>(
+    result: Result<T, CallError>,
+    outcome: impl FnOnce(T) -> PaymentOutcome,
+) -> Result<PaymentOutcome, ProviderError> {
     match result {
-        Ok(pi) => Ok(PaymentOutcome::from(&pi)),
+        Ok(answer) => Ok(outcome(answer)),
         Err(CallError::NotSent(m)) => Err(ProviderError::Unreachable(m)),
         Err(CallError::Timeout | CallError::Lost(_) | CallError::Decode(_)) => {
             Ok(PaymentOutcome::Unknown { provider_ref: None })
@@ -420,8 +476,7 @@ fn charge_outcome(
             })
         }
         // A server error, a request with the same key still in flight, rate limiting:
-        // whether anything was charged is not known; a retry with the same idempotency key
-        // tells.
+        // whether any money moved is not known; a retry with the same idempotency key tells.
         Err(CallError::Status { status, .. })
             if status.is_server_error()
                 || status == StatusCode::CONFLICT
@@ -446,20 +501,28 @@ fn provider_event(event: wire::Event) -> Result<ProviderEvent, ProviderError> {
         .map_err(|e| ProviderError::BadResponse(format!("stripe event {id}: {e}")))?;
     let other = |object_ref: String| (ProviderEventKind::Other(kind.clone()), object_ref, None);
     let (event_kind, object_ref, outcome) = match object {
+        // We cancel intents ourselves when a checkout closes, and the server closes a checkout
+        // on its own clock: a canceled intent is no failed payment.
+        EventObject::PaymentIntent(pi) if pi.status == PaymentIntentStatus::Canceled => {
+            other(pi.id)
+        }
+        EventObject::SetupIntent(si) if si.status == SetupIntentStatus::Canceled => other(si.id),
         EventObject::PaymentIntent(pi) if kind.starts_with("payment_intent.") => {
             let event_kind = match pi.metadata.kind() {
                 IntentKind::Charge => ProviderEventKind::Charge,
-                IntentKind::Checkout | IntentKind::PaymentDetails | IntentKind::Other => {
-                    ProviderEventKind::Checkout
-                }
+                IntentKind::Checkout
+                | IntentKind::PaymentDetails
+                | IntentKind::CheckoutCard
+                | IntentKind::Other => ProviderEventKind::Checkout,
             };
             let outcome = PaymentOutcome::from(&pi);
             (event_kind, pi.id, Some(outcome))
         }
         EventObject::SetupIntent(si) if kind.starts_with("setup_intent.") => {
             match si.metadata.kind() {
-                // The new default is announced by `customer.updated`.
-                IntentKind::PaymentDetails => other(si.id),
+                // The new default is announced by `customer.updated`; a card collected for a
+                // paying checkout is news only once the PaymentIntent settles.
+                IntentKind::PaymentDetails | IntentKind::CheckoutCard => other(si.id),
                 IntentKind::Checkout | IntentKind::Charge | IntentKind::Other => {
                     let outcome = PaymentOutcome::from(&si);
                     (ProviderEventKind::Checkout, si.id, Some(outcome))
@@ -478,10 +541,17 @@ fn provider_event(event: wire::Event) -> Result<ProviderEvent, ProviderError> {
         {
             (ProviderEventKind::PaymentMethodUpdated, c.id, None)
         }
+        EventObject::Refund(r)
+            if kind.starts_with("refund.") || kind == "charge.refund.updated" =>
+        {
+            let outcome = PaymentOutcome::from(&r);
+            (ProviderEventKind::Refund, r.id, Some(outcome))
+        }
         EventObject::PaymentIntent(_)
         | EventObject::SetupIntent(_)
         | EventObject::PaymentMethod(_)
         | EventObject::Customer(_)
+        | EventObject::Refund(_)
         | EventObject::Other => other(object_id),
     };
     Ok(ProviderEvent {
@@ -554,6 +624,7 @@ impl PaymentProvider for StripeProvider {
                 success_url: Some(&r.success_url),
                 cancel_url: Some(&r.cancel_url),
                 return_url: None,
+                payment_intent: None,
             };
             let si: SetupIntent = inner.api.post("/v1/setup_intents", &form, key).await?;
             si.id
@@ -580,6 +651,7 @@ impl PaymentProvider for StripeProvider {
             success_url: None,
             cancel_url: None,
             return_url: Some(&r.return_url),
+            payment_intent: None,
         };
         // Moves no money: a duplicate SetupIntent is harmless and expires unused.
         let si: SetupIntent = inner.api.post("/v1/setup_intents", &form, None).await?;
@@ -627,6 +699,36 @@ impl PaymentProvider for StripeProvider {
         Ok(intent.outcome())
     }
 
+    async fn refund(&self, r: RefundRequest) -> Result<PaymentOutcome, ProviderError> {
+        let id = stripe_id(&r.payment_ref, &["pi_"]).map_err(|_| {
+            ProviderError::Rejected(format!(
+                "{:?} is no Stripe payment: only a PaymentIntent took money",
+                r.payment_ref
+            ))
+        })?;
+        let (amount, _) = money(r.amount, &r.currency)?;
+        if amount == 0 {
+            return Err(ProviderError::Rejected("nothing to refund".to_owned()));
+        }
+        let form = wire::RefundForm {
+            payment_intent: id,
+            amount,
+            kind: "refund",
+            reason: &r.reason,
+        };
+        refund_outcome(
+            self.inner
+                .api
+                .post("/v1/refunds", &form, Some(&r.idempotency_key))
+                .await,
+        )
+    }
+
+    async fn close_checkout(&self, provider_ref: &str) -> Result<(), ProviderError> {
+        let id = stripe_id(provider_ref, &["pi_", "seti_"])?;
+        self.inner.cancel_intent(id).await
+    }
+
     fn verify_webhook(
         &self,
         headers: &HeaderMap,
@@ -645,511 +747,18 @@ impl PaymentProvider for StripeProvider {
     fn routes(&self) -> Option<Router> {
         Some(
             Router::new()
-                .route("/checkout/{id}", get(checkout_page).post(checkout_submit))
-                .route("/checkout/{id}/cancel", post(checkout_cancel))
+                .route(
+                    "/checkout/{id}",
+                    get(hosted::checkout_page).post(hosted::checkout_submit),
+                )
+                .route("/checkout/{id}/cancel", post(hosted::checkout_cancel))
                 .route(
                     "/payment-details/{id}",
-                    get(details_page).post(details_submit),
+                    get(hosted::details_page).post(hosted::details_submit),
                 )
                 .with_state(self.inner.clone()),
         )
     }
-}
-
-// --- hosted pages ---------------------------------------------------------------------------
-
-type AppState = State<Arc<Inner>>;
-
-/// Where a hosted page's intent stands, for the page.
-enum Stage {
-    /// Waiting for a card; `error` says why the last one did not go through.
-    Open {
-        error: Option<String>,
-    },
-    /// Paid, saved, or in Stripe's hands (processing, bank authentication): nothing more
-    /// to do here.
-    Done,
-    Canceled,
-}
-
-fn stage(intent: &Intent) -> Stage {
-    match intent {
-        Intent::Payment(pi) => match pi.status {
-            PaymentIntentStatus::RequiresPaymentMethod => Stage::Open {
-                error: pi.last_payment_error.as_ref().map(|e| e.reason()),
-            },
-            PaymentIntentStatus::RequiresConfirmation => Stage::Open { error: None },
-            PaymentIntentStatus::Canceled => Stage::Canceled,
-            PaymentIntentStatus::Succeeded
-            | PaymentIntentStatus::Processing
-            | PaymentIntentStatus::RequiresCapture
-            | PaymentIntentStatus::RequiresAction
-            | PaymentIntentStatus::Unknown => Stage::Done,
-        },
-        Intent::Setup(si) => match si.status {
-            SetupIntentStatus::RequiresPaymentMethod => Stage::Open {
-                error: si.last_setup_error.as_ref().map(|e| e.reason()),
-            },
-            SetupIntentStatus::RequiresConfirmation => Stage::Open { error: None },
-            SetupIntentStatus::Canceled => Stage::Canceled,
-            SetupIntentStatus::Succeeded
-            | SetupIntentStatus::Processing
-            | SetupIntentStatus::RequiresAction
-            | SetupIntentStatus::Unknown => Stage::Done,
-        },
-    }
-}
-
-/// The hosted page's form fields.
-#[derive(Debug, Default, Deserialize)]
-struct CardForm {
-    #[serde(default)]
-    card_number: String,
-    #[serde(default)]
-    expiry: String,
-    #[serde(default)]
-    cvc: String,
-}
-
-struct Card {
-    number: String,
-    exp_month: u32,
-    exp_year: u32,
-    cvc: String,
-}
-
-impl Card {
-    fn parse(form: &CardForm) -> Result<Card, &'static str> {
-        let number: String = form
-            .card_number
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-'))
-            .collect();
-        if !(12..=19).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("Enter the card number, as printed on the card.");
-        }
-        const BAD_EXPIRY: &str = "Enter the expiry date as MM / YY.";
-        let groups: Vec<&str> = form
-            .expiry
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|g| !g.is_empty())
-            .collect();
-        let (month, year) = match groups.as_slice() {
-            [m, y] => (*m, *y),
-            [my] if my.len() == 4 || my.len() == 6 => my.split_at(2),
-            _ => return Err(BAD_EXPIRY),
-        };
-        let (Ok(exp_month), Ok(mut exp_year)) = (month.parse::<u32>(), year.parse::<u32>()) else {
-            return Err(BAD_EXPIRY);
-        };
-        if exp_year < 100 {
-            exp_year += 2000;
-        }
-        if !(1..=12).contains(&exp_month) || !(2000..=2100).contains(&exp_year) {
-            return Err(BAD_EXPIRY);
-        }
-        let cvc = form.cvc.trim();
-        if !(3..=4).contains(&cvc.len()) || !cvc.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("Enter the 3- or 4-digit security code.");
-        }
-        Ok(Card {
-            number,
-            exp_month,
-            exp_year,
-            cvc: cvc.to_owned(),
-        })
-    }
-}
-
-/// Why a card did not go through on a hosted page.
-enum PayError {
-    /// The card was refused (declined, invalid): the form is shown again with `0`.
-    Card(String),
-    /// Stripe could not be asked, or answered oddly: try again later.
-    Unavailable(String),
-}
-
-impl Inner {
-    /// The intent behind a hosted page, if it is one of ours of `kind`.
-    async fn page_intent(&self, id: &str, kind: IntentKind) -> Result<Intent, Response> {
-        if stripe_id(id, &["pi_", "seti_"]).is_err() {
-            return Err(not_found());
-        }
-        match self.api.retrieve_intent(id).await {
-            Ok(intent) if intent.metadata().kind() == kind => Ok(intent),
-            Ok(_) => Err(not_found()),
-            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Err(not_found()),
-            Err(e) => {
-                tracing::warn!(intent = id, error = %e, "stripe: could not load a hosted page");
-                Err(unavailable())
-            }
-        }
-    }
-
-    /// Saves `card` for the intent's customer and pays (or confirms the setup of) the
-    /// intent with it; on success the card becomes the customer's default. Returns the
-    /// intent as it now stands.
-    async fn pay(&self, intent: &Intent, card: &Card) -> Result<Intent, PayError> {
-        let card_error = |e: CallError| match e {
-            CallError::Status { status, error } if status.is_client_error() => {
-                PayError::Card(error.reason())
-            }
-            e => PayError::Unavailable(e.to_string()),
-        };
-        let customer = intent
-            .customer()
-            .ok_or_else(|| PayError::Unavailable("the intent has no customer".to_owned()))?;
-        // Raw card data: test mode and localstripe only (see the module's docs).
-        let form = wire::CardPaymentMethodForm {
-            kind: "card",
-            number: &card.number,
-            exp_month: card.exp_month,
-            exp_year: card.exp_year,
-            cvc: &card.cvc,
-        };
-        let pm: wire::PaymentMethod = self
-            .api
-            .post("/v1/payment_methods", &form, None)
-            .await
-            .map_err(card_error)?;
-        // Attaching first checks the card (a declined card is refused here) and keeps it
-        // for off-session charges, on Stripe and localstripe alike.
-        let _: wire::PaymentMethod = self
-            .api
-            .post(
-                &format!("/v1/payment_methods/{}/attach", pm.id),
-                &wire::AttachForm { customer },
-                None,
-            )
-            .await
-            .map_err(card_error)?;
-        let key = format!("confirm-{}-{}", intent.id(), pm.id);
-        let confirmed = match intent {
-            Intent::Payment(pi) => {
-                let form = wire::IntentPaymentMethodForm {
-                    payment_method: &pm.id,
-                };
-                let path = format!("/v1/payment_intents/{}", pi.id);
-                match self.api.post::<PaymentIntent, _>(&path, &form, None).await {
-                    Ok(_) => self
-                        .api
-                        .post(&format!("{path}/confirm"), &NO_FIELDS, Some(&key))
-                        .await
-                        .map(Intent::Payment),
-                    Err(e) => Err(e),
-                }
-            }
-            Intent::Setup(si) => {
-                let form = wire::ConfirmSetupForm {
-                    payment_method: &pm.id,
-                };
-                self.api
-                    .post(
-                        &format!("/v1/setup_intents/{}/confirm", si.id),
-                        &form,
-                        Some(&key),
-                    )
-                    .await
-                    .map(Intent::Setup)
-            }
-        };
-        let now = match confirmed {
-            Ok(intent) => intent,
-            Err(CallError::Status { status, error }) if status == StatusCode::PAYMENT_REQUIRED => {
-                return Err(PayError::Card(error.reason()));
-            }
-            // Anything else: see where the intent stands (a double submission finds it
-            // paid already).
-            Err(e) => match self.api.retrieve_intent(intent.id()).await {
-                Ok(now) if matches!(stage(&now), Stage::Done) => now,
-                _ => return Err(PayError::Unavailable(e.to_string())),
-            },
-        };
-        if matches!(stage(&now), Stage::Done) {
-            let form = wire::DefaultPaymentMethodForm {
-                payment_method: &pm.id,
-            };
-            if let Err(e) = self
-                .api
-                .post::<Customer, _>(&format!("/v1/customers/{customer}"), &form, None)
-                .await
-            {
-                // The card stays attached, and `charge` falls back to attached cards.
-                tracing::warn!(customer, payment_method = pm.id, error = %e,
-                    "stripe: could not make the new card the default");
-            }
-        }
-        Ok(now)
-    }
-}
-
-/// Where a page sends the browser: when done, and when leaving without paying.
-struct Links {
-    done: String,
-    back: String,
-}
-
-fn links(intent: &Intent, kind: IntentKind) -> Option<Links> {
-    let meta = intent.metadata();
-    let (done, back) = match kind {
-        IntentKind::PaymentDetails => {
-            let r = meta.get(wire::meta::RETURN_URL)?;
-            (r, r)
-        }
-        IntentKind::Checkout | IntentKind::Charge | IntentKind::Other => (
-            meta.get(wire::meta::SUCCESS_URL)?,
-            meta.get(wire::meta::CANCEL_URL)?,
-        ),
-    };
-    Some(Links {
-        done: done.to_owned(),
-        back: back.to_owned(),
-    })
-}
-
-fn render_form(
-    intent: &Intent,
-    kind: IntentKind,
-    card_number: &str,
-    error: Option<&str>,
-) -> String {
-    let id = intent.id();
-    let back = links(intent, kind).map(|l| l.back).unwrap_or_default();
-    let cancel_action = format!("{id}/cancel");
-    let description = intent
-        .metadata()
-        .get(wire::meta::DESCRIPTION)
-        .filter(|d| !d.is_empty());
-    let amount = match intent {
-        Intent::Payment(pi) => Some(format!(
-            "{} {}",
-            wire::from_minor_units(pi.amount, &pi.currency),
-            pi.currency.to_ascii_uppercase()
-        )),
-        Intent::Setup(_) => None,
-    };
-    let button = match &amount {
-        Some(a) => format!("Pay {a}"),
-        None => "Save card".to_owned(),
-    };
-    let view = match kind {
-        IntentKind::PaymentDetails => pages::FormView {
-            title: "Update payment details",
-            heading: "Update your payment details",
-            amount: None,
-            note: Some("The new card replaces the one on file. Nothing is charged now."),
-            action: id,
-            button: &button,
-            leave: pages::Leave::Link {
-                href: &back,
-                label: "Keep my current card",
-            },
-        },
-        IntentKind::Checkout | IntentKind::Charge | IntentKind::Other => pages::FormView {
-            title: "Checkout",
-            heading: description.unwrap_or("Payment"),
-            amount: amount.as_deref(),
-            note: amount
-                .is_none()
-                .then_some("Nothing is charged today: your card is saved for later payments."),
-            action: id,
-            button: &button,
-            leave: pages::Leave::Post {
-                action: &cancel_action,
-                label: "Cancel and go back",
-            },
-        },
-    };
-    pages::card_form(&view, card_number, error)
-}
-
-fn page(status: StatusCode, html: String) -> Response {
-    let mut response = (status, Html(html)).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn see_other(url: &str) -> Response {
-    match HeaderValue::from_str(url) {
-        Ok(location) => {
-            let mut response = StatusCode::SEE_OTHER.into_response();
-            response.headers_mut().insert(LOCATION, location);
-            response
-                .headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }
-        Err(_) => page(
-            StatusCode::OK,
-            pages::message("Done", "You can close this page.", true, None, ""),
-        ),
-    }
-}
-
-fn not_found() -> Response {
-    page(
-        StatusCode::NOT_FOUND,
-        pages::message(
-            "Not found",
-            "This payment page does not exist, or has expired.",
-            false,
-            None,
-            "",
-        ),
-    )
-}
-
-fn unavailable() -> Response {
-    page(
-        StatusCode::BAD_GATEWAY,
-        pages::message(
-            "Try again in a moment",
-            "The payment service did not answer. Nothing has been charged; reload this page \
-             to try again.",
-            false,
-            None,
-            "",
-        ),
-    )
-}
-
-async fn show(inner: &Inner, id: &str, kind: IntentKind) -> Response {
-    let intent = match inner.page_intent(id, kind).await {
-        Ok(intent) => intent,
-        Err(response) => return response,
-    };
-    let Some(links) = links(&intent, kind) else {
-        return not_found();
-    };
-    let (done_title, done_text) = match (&intent, kind) {
-        (_, IntentKind::PaymentDetails) => ("Card saved", "Your new card is saved."),
-        (Intent::Setup(_), _) => ("Card saved", "Your card is saved."),
-        (Intent::Payment(_), _) => ("Payment received", "Thank you: your payment went through."),
-    };
-    match stage(&intent) {
-        Stage::Open { error } => page(
-            StatusCode::OK,
-            render_form(&intent, kind, "", error.as_deref()),
-        ),
-        Stage::Done => page(
-            StatusCode::OK,
-            pages::message(done_title, done_text, true, Some(&links.done), "Continue"),
-        ),
-        Stage::Canceled => page(
-            StatusCode::OK,
-            pages::message(
-                "No longer open",
-                "This payment page was cancelled.",
-                false,
-                Some(&links.back),
-                "Go back",
-            ),
-        ),
-    }
-}
-
-async fn submit(inner: &Inner, id: &str, kind: IntentKind, form: &CardForm) -> Response {
-    let intent = match inner.page_intent(id, kind).await {
-        Ok(intent) => intent,
-        Err(response) => return response,
-    };
-    let Some(links) = links(&intent, kind) else {
-        return not_found();
-    };
-    match stage(&intent) {
-        // Paid already (a second click, a resubmitted form): charge nothing again.
-        Stage::Done => return see_other(&links.done),
-        Stage::Canceled => return see_other(&links.back),
-        Stage::Open { .. } => {}
-    }
-    let card = match Card::parse(form) {
-        Ok(card) => card,
-        Err(message) => {
-            let html = render_form(&intent, kind, &form.card_number, Some(message));
-            return page(StatusCode::UNPROCESSABLE_ENTITY, html);
-        }
-    };
-    match inner.pay(&intent, &card).await {
-        Ok(now) => match stage(&now) {
-            Stage::Done => see_other(&links.done),
-            Stage::Canceled => see_other(&links.back),
-            Stage::Open { error } => {
-                let message = error.unwrap_or_else(|| "The card was not accepted.".to_owned());
-                let html = render_form(&now, kind, &form.card_number, Some(&message));
-                page(StatusCode::PAYMENT_REQUIRED, html)
-            }
-        },
-        Err(PayError::Card(reason)) => {
-            let message = format!("{reason} Try another card.");
-            let html = render_form(&intent, kind, &form.card_number, Some(&message));
-            page(StatusCode::PAYMENT_REQUIRED, html)
-        }
-        Err(PayError::Unavailable(reason)) => {
-            tracing::warn!(intent = id, error = %reason, "stripe: a hosted page could not pay");
-            let html = render_form(
-                &intent,
-                kind,
-                &form.card_number,
-                Some("The payment service did not answer. Try again in a moment."),
-            );
-            page(StatusCode::BAD_GATEWAY, html)
-        }
-    }
-}
-
-async fn checkout_page(State(inner): AppState, Path(id): Path<String>) -> Response {
-    show(&inner, &id, IntentKind::Checkout).await
-}
-
-async fn checkout_submit(
-    State(inner): AppState,
-    Path(id): Path<String>,
-    Form(form): Form<CardForm>,
-) -> Response {
-    submit(&inner, &id, IntentKind::Checkout, &form).await
-}
-
-async fn checkout_cancel(State(inner): AppState, Path(id): Path<String>) -> Response {
-    let intent = match inner.page_intent(&id, IntentKind::Checkout).await {
-        Ok(intent) => intent,
-        Err(response) => return response,
-    };
-    let Some(links) = links(&intent, IntentKind::Checkout) else {
-        return not_found();
-    };
-    match stage(&intent) {
-        Stage::Done => see_other(&links.done),
-        Stage::Canceled => see_other(&links.back),
-        Stage::Open { .. } => {
-            let path = match &intent {
-                Intent::Payment(_) => format!("/v1/payment_intents/{id}/cancel"),
-                Intent::Setup(_) => format!("/v1/setup_intents/{id}/cancel"),
-            };
-            let result = inner
-                .api
-                .post::<serde_json::Value, _>(&path, &NO_FIELDS, None)
-                .await;
-            if let Err(e) = result {
-                // The intent stays open; the server's own expiry settles the checkout.
-                tracing::warn!(intent = id, error = %e, "stripe: could not cancel a checkout");
-            }
-            see_other(&links.back)
-        }
-    }
-}
-
-async fn details_page(State(inner): AppState, Path(id): Path<String>) -> Response {
-    show(&inner, &id, IntentKind::PaymentDetails).await
-}
-
-async fn details_submit(
-    State(inner): AppState,
-    Path(id): Path<String>,
-    Form(form): Form<CardForm>,
-) -> Response {
-    submit(&inner, &id, IntentKind::PaymentDetails, &form).await
 }
 
 #[cfg(test)]
@@ -1160,6 +769,7 @@ mod tests {
         StripeProvider::new(StripeConfig {
             api_key: "sk_test_x".into(),
             webhook_secret: "whsec_test".into(),
+            publishable_key: "pk_test_x".into(),
             public_base_url: "http://127.0.0.1:1/".into(),
             ..Default::default()
         })
@@ -1338,21 +948,81 @@ mod tests {
     }
 
     #[test]
-    fn card_fields_are_read_leniently() {
-        let form = |n: &str, e: &str, c: &str| CardForm {
-            card_number: n.into(),
-            expiry: e.into(),
-            cvc: c.into(),
+    fn refund_answers_map_like_charges() {
+        let refund = |status: &str| -> wire::Refund {
+            serde_json::from_value(serde_json::json!({"id": "re_1", "object": "refund",
+                "status": status, "payment_intent": "pi_1"}))
+            .unwrap()
         };
-        let card = Card::parse(&form("4242 4242 4242 4242", "12 / 34", "123")).unwrap();
         assert_eq!(
-            (card.number.as_str(), card.exp_month, card.exp_year),
-            ("4242424242424242", 12, 2034)
+            refund_outcome(Ok(refund("succeeded"))).unwrap(),
+            PaymentOutcome::Succeeded {
+                provider_ref: "re_1".into()
+            }
         );
-        let card = Card::parse(&form("4242-4242-4242-4242", "0630", "1234")).unwrap();
-        assert_eq!((card.exp_month, card.exp_year), (6, 2030));
-        assert!(Card::parse(&form("4242", "12/34", "123")).is_err());
-        assert!(Card::parse(&form("4242424242424242", "13/34", "123")).is_err());
-        assert!(Card::parse(&form("4242424242424242", "12/34", "12")).is_err());
+        assert!(matches!(
+            refund_outcome(Ok(refund("pending"))),
+            Ok(PaymentOutcome::Pending { .. })
+        ));
+        assert!(matches!(
+            refund_outcome(Ok(refund("failed"))),
+            Ok(PaymentOutcome::Failed { .. })
+        ));
+        assert!(matches!(
+            refund_outcome(Err(CallError::Timeout)),
+            Ok(PaymentOutcome::Unknown { provider_ref: None })
+        ));
+        let status = |s: StatusCode| CallError::Status {
+            status: s,
+            error: wire::ApiError {
+                message: Some("Charge pi_1 has already been refunded.".into()),
+                ..Default::default()
+            },
+        };
+        assert!(matches!(
+            refund_outcome(Err(status(StatusCode::BAD_GATEWAY))),
+            Ok(PaymentOutcome::Unknown { .. })
+        ));
+        assert!(matches!(
+            refund_outcome(Err(status(StatusCode::BAD_REQUEST))),
+            Err(ProviderError::Rejected(_))
+        ));
+    }
+
+    #[test]
+    fn canceled_intents_and_refunds_map_to_ours() {
+        let p = provider();
+        // We cancel intents when checkouts close: that is no failed payment.
+        let canceled = serde_json::json!({"object": "payment_intent", "id": "pi_1",
+            "status": "canceled", "amount": 100, "currency": "usd",
+            "metadata": {"kind": "checkout"}});
+        let e = one(&p, &event("payment_intent.canceled", canceled));
+        assert_eq!(
+            e.kind,
+            ProviderEventKind::Other("payment_intent.canceled".into())
+        );
+        assert_eq!(e.outcome, None);
+        // A declined payment is a failed checkout.
+        let failed = serde_json::json!({"object": "payment_intent", "id": "pi_2",
+            "status": "requires_payment_method", "amount": 100, "currency": "usd",
+            "metadata": {"kind": "checkout"},
+            "last_payment_error": {"code": "card_declined", "charge": "ch_1",
+                "message": "Your card was declined."}});
+        let e = one(&p, &event("payment_intent.payment_failed", failed));
+        assert_eq!(e.kind, ProviderEventKind::Checkout);
+        assert!(matches!(e.outcome, Some(PaymentOutcome::Failed { .. })));
+        // A card collected for a paying checkout is not the checkout's news.
+        let card = serde_json::json!({"object": "setup_intent", "id": "seti_1",
+            "status": "succeeded", "metadata": {"kind": "checkout_card"}});
+        let e = one(&p, &event("setup_intent.succeeded", card));
+        assert_eq!(e.outcome, None);
+        let refund = serde_json::json!({"object": "refund", "id": "re_1",
+            "status": "succeeded", "payment_intent": "pi_1"});
+        let e = one(&p, &event("refund.updated", refund));
+        assert_eq!(
+            (e.kind, e.object_ref.as_str()),
+            (ProviderEventKind::Refund, "re_1")
+        );
+        assert!(matches!(e.outcome, Some(PaymentOutcome::Succeeded { .. })));
     }
 }

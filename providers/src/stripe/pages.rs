@@ -1,5 +1,7 @@
-//! The stripe provider's hosted pages: plain, self-contained HTML (inline CSS, no scripts,
-//! no external assets). Every interpolated string goes through [`escape`].
+//! The stripe provider's hosted pages: plain HTML with inline CSS. The payment form loads
+//! Stripe.js, mounts its card element and confirms the intent in the browser, so the card
+//! goes to Stripe and never to us; the form then posts only the confirmed intent's id.
+//! Every interpolated string goes through [`escape`].
 //!
 //! Form actions are relative to the page's own address, so the pages work under whatever
 //! host and mount the browser used.
@@ -30,6 +32,8 @@ h1{font-size:1.5rem;margin:.75rem 0 .25rem}
 .amount{font-size:2rem;font-weight:700;margin:.25rem 0}
 .note{color:#4f566b;margin:.25rem 0 1rem}
 label{display:block;font-weight:600;margin:1rem 0 .3rem}
+#card-element{padding:.7rem .8rem;border:2px solid #8792a2;border-radius:8px;background:#fff;min-height:3rem}
+#card-element input{width:auto;padding:.2rem .3rem;margin:.1rem;border-width:1px}
 input{width:100%;font:inherit;padding:.7rem .8rem;border:2px solid #8792a2;border-radius:8px;background:#fff;color:inherit}
 input:focus{outline:3px solid #635bff;outline-offset:1px;border-color:#635bff}
 input[aria-invalid=true]{border-color:#b3261e}
@@ -37,6 +41,7 @@ button{display:block;width:100%;font:inherit;font-weight:700;font-size:1.15rem;m
 button:hover{background:#3a35b0}
 button:focus{outline:3px solid #1a1f36;outline-offset:2px}
 button.secondary{background:#fff;color:#4f566b;border:2px solid #8792a2;font-size:1rem;margin-top:.75rem;padding:.6rem 1rem}
+.error[hidden]{display:none}
 .error{background:#fdecea;color:#8c1d18;border:1px solid #f1b2ad;border-radius:8px;padding:.75rem 1rem;margin:1rem 0 0}
 .ok{background:#e7f5ec;color:#0f5223;border:1px solid #a9d8b8;border-radius:8px;padding:.75rem 1rem}
 .links{text-align:center;margin:1.25rem 0 0}
@@ -60,11 +65,78 @@ pub fn layout(title: &str, body: &str) -> String {
     )
 }
 
+/// Stripe's test cards, shown with a test key only.
 const TEST_CARDS: &str = "<details><summary>Test cards</summary><ul>\
 <li><code>4242 4242 4242 4242</code> succeeds</li>\
 <li><code>4000 0000 0000 0002</code> is declined</li>\
 <li><code>4000 0000 0000 0341</code> is saved, then declined when charged</li>\
+<li><code>4000 0025 0000 3155</code> asks for 3-D Secure</li>\
 </ul><p>Use any future expiry date and any three-digit CVC.</p></details>";
+
+/// Mounts the card element and confirms the intent with Stripe.js, then posts the intent's
+/// id (and Stripe.js's message, if it failed) to the page's own address. Stripe.js's own
+/// validation errors (an incomplete number) stay in the browser.
+const SCRIPT: &str = r#"
+(function () {
+  var form = document.getElementById('pay');
+  var box = document.getElementById('card-error');
+  var button = document.getElementById('pay-button');
+  var stripe = Stripe(form.dataset.key);
+  var mode = form.dataset.mode;
+  var card = null;
+  if (mode === 'setup') {
+    card = stripe.elements().create('card');
+    card.mount('#card-element');
+  }
+  function show(message) {
+    box.textContent = message;
+    box.hidden = false;
+    button.disabled = false;
+  }
+  form.addEventListener('submit', function (event) {
+    event.preventDefault();
+    button.disabled = true;
+    var secret = form.dataset.secret;
+    var confirming = mode === 'setup'
+      ? stripe.confirmCardSetup(secret, { payment_method: { card: card } })
+      : stripe.confirmCardPayment(secret);
+    Promise.resolve(confirming).catch(function (e) {
+      return { error: { message: String((e && e.message) || e) } };
+    }).then(function (result) {
+      var error = result && result.error;
+      if (error && error.type === 'validation_error') {
+        show(error.message);
+        return;
+      }
+      form.elements.message.value = error
+        ? String(error.message || 'The card was not accepted.')
+        : '';
+      HTMLFormElement.prototype.submit.call(form);
+    });
+  });
+})();
+"#;
+
+/// How a payment form uses Stripe.js.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Mounts the card element and saves the card with `confirmCardSetup`.
+    Setup,
+    /// The bank wants the customer to confirm a payment: `confirmCardPayment`.
+    Authenticate,
+}
+
+/// What the browser needs to run Stripe.js for one intent.
+pub struct StripeJs<'a> {
+    pub js_url: &'a str,
+    pub publishable_key: &'a str,
+    /// The client secret of `intent`, which Stripe.js confirms.
+    pub client_secret: &'a str,
+    pub intent: &'a str,
+    pub mode: Mode,
+    /// Shows Stripe's test cards.
+    pub test_mode: bool,
+}
 
 /// How the page offers a way out.
 pub enum Leave<'a> {
@@ -74,7 +146,7 @@ pub enum Leave<'a> {
     Link { href: &'a str, label: &'a str },
 }
 
-/// What a card-form page shows.
+/// What a payment page shows.
 pub struct FormView<'a> {
     pub title: &'a str,
     pub heading: &'a str,
@@ -87,18 +159,12 @@ pub struct FormView<'a> {
     pub leave: Leave<'a>,
 }
 
-/// The page with the card form; `error` is shown above it and `card_number` is kept.
-pub fn card_form(view: &FormView<'_>, card_number: &str, error: Option<&str>) -> String {
-    let (invalid, described, error_html) = match error {
-        Some(e) => (
-            "true",
-            " aria-describedby=\"card-error\"",
-            format!(
-                "<p class=\"error\" id=\"card-error\" role=\"alert\">{}</p>\n",
-                escape(e)
-            ),
-        ),
-        None => ("false", "", String::new()),
+/// The payment page: Stripe.js's card element (or the bank's confirmation) and a form that
+/// posts the confirmed intent's id; `error` is shown above it.
+pub fn payment_form(view: &FormView<'_>, stripe: &StripeJs<'_>, error: Option<&str>) -> String {
+    let (hidden, error_text) = match error {
+        Some(e) => ("", escape(e)),
+        None => (" hidden", String::new()),
     };
     let amount = match view.amount {
         Some(a) => format!("<p class=\"amount\">{}</p>\n", escape(a)),
@@ -110,35 +176,41 @@ pub fn card_form(view: &FormView<'_>, card_number: &str, error: Option<&str>) ->
     };
     let leave = match view.leave {
         Leave::Post { action, label } => format!(
-            "<form method=\"post\" action=\"{}\"><button type=\"submit\" class=\"secondary\">{}\
-             </button></form>\n",
+            "<form method=\"post\" action=\"{}\"><button type=\"submit\" class=\"secondary\" \
+             id=\"leave\">{}</button></form>\n",
             escape(action),
             escape(label)
         ),
         Leave::Link { href, label } => format!(
-            "<p class=\"links\"><a href=\"{}\">{}</a></p>\n",
+            "<p class=\"links\"><a id=\"leave\" href=\"{}\">{}</a></p>\n",
             escape(href),
             escape(label)
         ),
     };
+    let (mode, card) = match stripe.mode {
+        Mode::Setup => (
+            "setup",
+            "<label for=\"card-element\">Card</label>\n<div id=\"card-element\"></div>\n",
+        ),
+        Mode::Authenticate => ("authenticate", ""),
+    };
+    let test_cards = if stripe.test_mode { TEST_CARDS } else { "" };
     let body = format!(
-        "<h1>{heading}</h1>\n{amount}{note}{error_html}\
-         <form method=\"post\" action=\"{action}\">\n\
-         <label for=\"card_number\">Card number</label>\n\
-         <input id=\"card_number\" name=\"card_number\" type=\"text\" inputmode=\"numeric\" \
-         autocomplete=\"cc-number\" placeholder=\"4242 4242 4242 4242\" required \
-         aria-invalid=\"{invalid}\"{described} value=\"{card}\">\n\
-         <label for=\"expiry\">Expiry date (MM / YY)</label>\n\
-         <input id=\"expiry\" name=\"expiry\" type=\"text\" inputmode=\"numeric\" \
-         autocomplete=\"cc-exp\" placeholder=\"12 / 34\" required>\n\
-         <label for=\"cvc\">Security code (CVC)</label>\n\
-         <input id=\"cvc\" name=\"cvc\" type=\"text\" inputmode=\"numeric\" \
-         autocomplete=\"cc-csc\" placeholder=\"123\" required>\n\
-         <button type=\"submit\">{button}</button>\n</form>\n{leave}{TEST_CARDS}",
+        "<h1>{heading}</h1>\n{amount}{note}\
+         <p class=\"error\" id=\"card-error\" role=\"alert\"{hidden}>{error_text}</p>\n\
+         <form id=\"pay\" method=\"post\" action=\"{action}\" data-key=\"{key}\" \
+         data-secret=\"{secret}\" data-mode=\"{mode}\">\n{card}\
+         <input type=\"hidden\" name=\"intent\" value=\"{intent}\">\n\
+         <input type=\"hidden\" name=\"message\" value=\"\">\n\
+         <button type=\"submit\" id=\"pay-button\">{button}</button>\n</form>\n{leave}{test_cards}\
+         <script src=\"{js_url}\"></script>\n<script>{SCRIPT}</script>\n",
         heading = escape(view.heading),
         action = escape(view.action),
-        card = escape(card_number),
+        key = escape(stripe.publishable_key),
+        secret = escape(stripe.client_secret),
+        intent = escape(stripe.intent),
         button = escape(view.button),
+        js_url = escape(stripe.js_url),
     );
     layout(view.title, &body)
 }
@@ -167,7 +239,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn interpolated_text_is_escaped() {
+    fn interpolated_text_is_escaped_and_no_card_field_is_posted() {
         let view = FormView {
             title: "t",
             heading: "<script>alert(1)</script>",
@@ -180,13 +252,40 @@ mod tests {
                 label: "Back",
             },
         };
-        let html = card_form(&view, "4242'", Some("<b>declined</b>"));
-        assert!(!html.contains("<script>"));
+        let stripe = StripeJs {
+            js_url: "http://127.0.0.1:8420/js.stripe.com/v3/",
+            publishable_key: "pk_test_1",
+            client_secret: "seti_1_secret_\"x",
+            intent: "seti_1",
+            mode: Mode::Setup,
+            test_mode: true,
+        };
+        let html = payment_form(&view, &stripe, Some("<b>declined</b>"));
+        assert!(!html.contains("<script>alert"));
         assert!(html.contains("&lt;script&gt;"));
         assert!(html.contains("1 &amp; 2"));
         assert!(html.contains("action=\"pi_1&quot;x\""));
-        assert!(html.contains("value=\"4242&#39;\""));
+        assert!(html.contains("data-secret=\"seti_1_secret_&quot;x\""));
         assert!(html.contains("&lt;b&gt;declined&lt;/b&gt;"));
         assert!(html.contains("href=\"https://x/?a=1&amp;b=&quot;2&quot;\""));
+        assert!(html.contains("<script src=\"http://127.0.0.1:8420/js.stripe.com/v3/\">"));
+        assert!(html.contains("confirmCardSetup"));
+        // The only named fields are the intent's id and Stripe.js's message.
+        let names: Vec<&str> = html
+            .split("name=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|n| *n != "viewport" && *n != "robots")
+            .collect();
+        assert_eq!(names, ["intent", "message"]);
+        let live = StripeJs {
+            test_mode: false,
+            mode: Mode::Authenticate,
+            ..stripe
+        };
+        let html = payment_form(&view, &live, None);
+        assert!(!html.contains("Test cards"));
+        assert!(!html.contains("card-element\""));
+        assert!(html.contains("role=\"alert\" hidden"));
     }
 }

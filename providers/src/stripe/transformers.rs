@@ -77,6 +77,10 @@ pub mod meta {
     pub const SUCCESS_URL: &str = "success_url";
     pub const CANCEL_URL: &str = "cancel_url";
     pub const RETURN_URL: &str = "return_url";
+    /// On a checkout's card-collecting SetupIntent: the PaymentIntent it pays.
+    pub const PAYMENT_INTENT: &str = "payment_intent";
+    /// On a refund: why we gave the money back.
+    pub const REASON: &str = "reason";
 }
 
 /// What we created an intent for (`metadata[kind]`).
@@ -88,6 +92,9 @@ pub enum IntentKind {
     Charge,
     /// A SetupIntent behind a payment-details page.
     PaymentDetails,
+    /// A SetupIntent a checkout page confirms in the browser to collect the card that then
+    /// pays the checkout's PaymentIntent (`metadata[payment_intent]`).
+    CheckoutCard,
     /// Not ours, or made before we tagged intents.
     Other,
 }
@@ -98,6 +105,7 @@ impl IntentKind {
             IntentKind::Checkout => "checkout",
             IntentKind::Charge => "charge",
             IntentKind::PaymentDetails => "payment_details",
+            IntentKind::CheckoutCard => "checkout_card",
             IntentKind::Other => "other",
         }
     }
@@ -107,6 +115,7 @@ impl IntentKind {
             Some("checkout") => IntentKind::Checkout,
             Some("charge") => IntentKind::Charge,
             Some("payment_details") => IntentKind::PaymentDetails,
+            Some("checkout_card") => IntentKind::CheckoutCard,
             _ => IntentKind::Other,
         }
     }
@@ -175,7 +184,8 @@ pub struct CheckoutIntentForm<'a> {
     pub cancel_url: &'a str,
 }
 
-/// `POST /v1/setup_intents`: a zero-amount checkout or a payment-details page.
+/// `POST /v1/setup_intents`: a zero-amount checkout, a payment-details page, or the card
+/// collection of a paying checkout.
 #[derive(Debug, Serialize)]
 pub struct SetupIntentForm<'a> {
     pub customer: &'a str,
@@ -209,6 +219,11 @@ pub struct SetupIntentForm<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     pub return_url: Option<&'a str>,
+    #[serde(
+        rename = "metadata[payment_intent]",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub payment_intent: Option<&'a str>,
 }
 
 /// `POST /v1/payment_intents`, confirmed at once and off-session: a charge of the card on
@@ -231,39 +246,30 @@ pub struct ChargeIntentForm<'a> {
     pub description: &'a str,
 }
 
-/// `POST /v1/payment_methods` from raw card data. Test mode (and localstripe) only:
-/// production collects cards with Stripe.js Elements and never sees the number.
-#[derive(Debug, Serialize)]
-pub struct CardPaymentMethodForm<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    #[serde(rename = "card[number]")]
-    pub number: &'a str,
-    #[serde(rename = "card[exp_month]")]
-    pub exp_month: u32,
-    #[serde(rename = "card[exp_year]")]
-    pub exp_year: u32,
-    #[serde(rename = "card[cvc]")]
-    pub cvc: &'a str,
-}
-
 /// `POST /v1/payment_methods/{id}/attach`.
 #[derive(Debug, Serialize)]
 pub struct AttachForm<'a> {
     pub customer: &'a str,
 }
 
-/// `POST /v1/payment_intents/{id}`: sets the payment method before confirming. (Stripe
-/// also takes it on `/confirm`; localstripe does not.)
+/// `POST /v1/payment_intents/{id}`: sets the card a checkout page collected before our
+/// server confirms the payment. (Stripe also takes it on `/confirm`; localstripe does not.)
 #[derive(Debug, Serialize)]
 pub struct IntentPaymentMethodForm<'a> {
     pub payment_method: &'a str,
 }
 
-/// `POST /v1/setup_intents/{id}/confirm`.
+/// `POST /v1/refunds`: gives back (part of) what a PaymentIntent took.
+///
+/// Stripe's own `reason` takes only a few fixed words; ours travels in metadata.
 #[derive(Debug, Serialize)]
-pub struct ConfirmSetupForm<'a> {
-    pub payment_method: &'a str,
+pub struct RefundForm<'a> {
+    pub payment_intent: &'a str,
+    pub amount: i64,
+    #[serde(rename = "metadata[kind]")]
+    pub kind: &'static str,
+    #[serde(rename = "metadata[reason]")]
+    pub reason: &'a str,
 }
 
 /// `GET /v1/payment_methods?customer=…&type=card&limit=1`.
@@ -321,6 +327,9 @@ pub struct LastError {
     pub decline_code: Option<String>,
     #[serde(default)]
     pub message: Option<String>,
+    /// The failed attempt's charge, when there was one.
+    #[serde(default)]
+    pub charge: Option<String>,
 }
 
 impl LastError {
@@ -356,6 +365,11 @@ pub struct PaymentIntent {
     #[serde(default)]
     pub customer: Option<String>,
     #[serde(default)]
+    pub payment_method: Option<String>,
+    /// What Stripe.js needs to confirm the intent in the browser; never logged.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
     pub metadata: Metadata,
     #[serde(default)]
     pub last_payment_error: Option<LastError>,
@@ -384,6 +398,8 @@ pub struct SetupIntent {
     pub customer: Option<String>,
     #[serde(default)]
     pub payment_method: Option<String>,
+    #[serde(default)]
+    pub client_secret: Option<String>,
     #[serde(default)]
     pub metadata: Metadata,
     #[serde(default)]
@@ -419,6 +435,21 @@ impl Intent {
             Intent::Payment(pi) => &pi.metadata,
             Intent::Setup(si) => &si.metadata,
         }
+    }
+
+    pub fn client_secret(&self) -> Option<&str> {
+        match self {
+            Intent::Payment(pi) => pi.client_secret.as_deref(),
+            Intent::Setup(si) => si.client_secret.as_deref(),
+        }
+    }
+
+    pub fn payment_method(&self) -> Option<&str> {
+        match self {
+            Intent::Payment(pi) => pi.payment_method.as_deref(),
+            Intent::Setup(si) => si.payment_method.as_deref(),
+        }
+        .filter(|pm| !pm.is_empty())
     }
 
     pub fn outcome(&self) -> PaymentOutcome {
@@ -467,6 +498,28 @@ pub struct IdOnly {
     pub id: String,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Pending,
+    RequiresAction,
+    Succeeded,
+    Failed,
+    Canceled,
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Refund {
+    pub id: String,
+    pub status: RefundStatus,
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+}
+
 // --- webhooks -------------------------------------------------------------------------------
 
 /// A webhook event. `data.object` is decoded by its `object` field into [`EventObject`].
@@ -493,6 +546,7 @@ pub enum EventObject {
     SetupIntent(SetupIntent),
     PaymentMethod(PaymentMethod),
     Customer(Customer),
+    Refund(Refund),
     #[serde(other)]
     Other,
 }
@@ -551,6 +605,25 @@ impl From<&SetupIntent> for PaymentOutcome {
     }
 }
 
+impl From<&Refund> for PaymentOutcome {
+    fn from(r: &Refund) -> Self {
+        let provider_ref = r.id.clone();
+        match r.status {
+            RefundStatus::Succeeded => PaymentOutcome::Succeeded { provider_ref },
+            RefundStatus::Pending | RefundStatus::RequiresAction | RefundStatus::Unknown => {
+                PaymentOutcome::Pending { provider_ref }
+            }
+            RefundStatus::Failed | RefundStatus::Canceled => PaymentOutcome::Failed {
+                provider_ref: Some(provider_ref),
+                reason: r
+                    .failure_reason
+                    .clone()
+                    .unwrap_or_else(|| "the refund did not go through".to_owned()),
+            },
+        }
+    }
+}
+
 fn canceled_reason(reason: Option<&str>) -> String {
     match reason {
         Some(r) => format!("canceled ({r})"),
@@ -593,6 +666,7 @@ mod tests {
             success_url: None,
             cancel_url: None,
             return_url: Some("https://x/y?a=1&b=2"),
+            payment_intent: None,
         };
         let request = reqwest::Client::new()
             .post("http://127.0.0.1/")
