@@ -33,6 +33,10 @@ pub enum BillingError {
     InvalidState(String),
     #[error("{0}")]
     LimitExceeded(String),
+    #[error("{0}")]
+    QueryTooComplex(String),
+    #[error("{0}")]
+    QueryTooDeep(String),
     #[error("payment provider failed: {0}")]
     Provider(#[from] providers::ProviderError),
     #[error("internal error")]
@@ -55,6 +59,8 @@ impl BillingError {
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::InvalidState(_) => "INVALID_STATE",
             Self::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
+            Self::QueryTooDeep(_) => "QUERY_TOO_DEEP",
             Self::Provider(_) => "PAYMENT_PROVIDER_ERROR",
             Self::Db(_) => "INTERNAL_SERVER_ERROR",
         }

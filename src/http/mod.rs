@@ -181,25 +181,14 @@ async fn graphql(
     GraphQLResponse(response).into_response()
 }
 
-/// Gives every error a code: the domain's carry theirs; the rest come from parsing,
-/// validation and the query limits, before anything ran.
+/// Gives every error a code: the domain's and the query limits' carry theirs; the rest
+/// come from validating the document, before anything ran.
 fn with_codes(response: &mut Response) {
     for err in &mut response.errors {
-        let has_code = err
-            .extensions
-            .as_ref()
-            .is_some_and(|e| e.get("code").is_some());
-        if has_code {
-            continue;
+        let ext = err.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "BAD_USER_INPUT");
         }
-        let code = match err.message.as_str() {
-            "Query is too complex." => "QUERY_TOO_COMPLEX",
-            "Query is nested too deep." | "recursion limit exceeded." => "QUERY_TOO_DEEP",
-            _ => "BAD_USER_INPUT",
-        };
-        err.extensions
-            .get_or_insert_with(Default::default)
-            .set("code", code);
     }
 }
 

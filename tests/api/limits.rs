@@ -70,3 +70,75 @@ async fn malformed_queries_get_a_code() {
         .await;
     res.expect_code("BAD_USER_INPUT");
 }
+
+/// `{ products { ...F27 } }` where each fragment spreads the one before twice: 2^28 fields
+/// from a kilobyte, that used to cost seconds of CPU before it was refused.
+fn fan_out(levels: usize) -> String {
+    let mut text =
+        format!("{{ products {{ ...F{levels} }} }}\nfragment F0 on Product {{ id name }}\n");
+    for i in 1..=levels {
+        text.push_str(&format!(
+            "fragment F{i} on Product {{ ...F{p} ...F{p} }}\n",
+            p = i - 1
+        ));
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_fragment_fan_out_is_refused_at_once() {
+    let app = TestApp::spawn().await;
+    let doc = fan_out(27);
+    let mut fastest = std::time::Duration::MAX;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let res = app.anon(&doc, json!({})).await;
+        fastest = fastest.min(started.elapsed());
+        assert_eq!(res.error_code(), Some("QUERY_TOO_COMPLEX"), "{}", res.body);
+        assert_eq!(res.body["data"], serde_json::Value::Null);
+    }
+    eprintln!("fan-out refused in {fastest:?}");
+    assert!(
+        fastest < std::time::Duration::from_millis(10),
+        "{fastest:?}"
+    );
+    // Within the limits, fragments work as before.
+    let small = app.anon(&fan_out(3), json!({})).await;
+    assert_eq!(small.ok()["products"], json!([]));
+}
+
+#[tokio::test]
+async fn health_answers_while_fan_outs_are_in_flight() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let doc = std::sync::Arc::new(fan_out(27));
+    let mut attackers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (app, doc) = (app.clone(), doc.clone());
+        attackers.spawn(async move {
+            for _ in 0..25 {
+                let res = app.anon(&doc, json!({})).await;
+                assert_eq!(res.error_code(), Some("QUERY_TOO_COMPLEX"));
+            }
+        });
+    }
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let res = app
+            .client
+            .get(format!("{}/health", app.base))
+            .send()
+            .await
+            .expect("health");
+        assert!(res.status().is_success());
+        slowest = slowest.max(started.elapsed());
+    }
+    while let Some(done) = attackers.join_next().await {
+        done.expect("attacker finished");
+    }
+    eprintln!("slowest /health under four fan-outs: {slowest:?}");
+    assert!(
+        slowest < std::time::Duration::from_millis(100),
+        "{slowest:?}"
+    );
+}
