@@ -9,6 +9,7 @@ mod m20261122_000005_create_subscription_tables;
 mod m20261122_000006_create_usage_and_invoice_tables;
 mod m20261122_000007_create_subscription_phase_table;
 mod m20261201_000008_schedule_the_billing_clock;
+mod m20261201_000011_name_service_keys;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_create_usage_and_invoice_tables::Migration),
             Box::new(m20261122_000007_create_subscription_phase_table::Migration),
             Box::new(m20261201_000008_schedule_the_billing_clock::Migration),
+            Box::new(m20261201_000011_name_service_keys::Migration),
         ]
     }
 }

@@ -20,6 +20,9 @@ use super::error::{BillingError, BillingResult};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Principal {
     Admin,
+    /// A project's backend: records usage and holds limits for any customer, reads
+    /// customers and entitlements, nothing else.
+    Service,
     Customer(Uuid),
     Anonymous,
 }
@@ -28,19 +31,39 @@ impl Principal {
     pub fn require_admin(&self) -> BillingResult<()> {
         match self {
             Principal::Admin => Ok(()),
+            Principal::Service | Principal::Customer(_) => Err(BillingError::Forbidden),
+            Principal::Anonymous => Err(BillingError::Unauthenticated),
+        }
+    }
+
+    /// Backend work: recording usage, acquiring and releasing limits, listing customers.
+    /// A customer key lives in a browser, so it may not do it, even for itself.
+    pub fn require_backend(&self) -> BillingResult<()> {
+        match self {
+            Principal::Admin | Principal::Service => Ok(()),
             Principal::Customer(_) => Err(BillingError::Forbidden),
             Principal::Anonymous => Err(BillingError::Unauthenticated),
         }
     }
 
     /// Admins see every customer; a customer sees only itself. Anything else is answered
-    /// as if the customer did not exist, so ids cannot be probed.
+    /// as if the customer did not exist, so ids cannot be probed. Service keys reach a
+    /// customer only through [`Self::require_customer_read`].
     pub fn require_customer_access(&self, customer_id: Uuid) -> BillingResult<()> {
         match self {
             Principal::Admin => Ok(()),
             Principal::Customer(own) if *own == customer_id => Ok(()),
             Principal::Customer(_) => Err(BillingError::not_found("customer", customer_id)),
+            Principal::Service => Err(BillingError::Forbidden),
             Principal::Anonymous => Err(BillingError::Unauthenticated),
+        }
+    }
+
+    /// Reading a customer's details and entitlements: also service keys.
+    pub fn require_customer_read(&self, customer_id: Uuid) -> BillingResult<()> {
+        match self {
+            Principal::Service => Ok(()),
+            other => other.require_customer_access(customer_id),
         }
     }
 
@@ -71,6 +94,7 @@ pub struct ApiKey {
     pub prefix: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub name: Option<String>,
 }
 
 impl TryFrom<api_key::Model> for ApiKey {
@@ -83,6 +107,7 @@ impl TryFrom<api_key::Model> for ApiKey {
             prefix: m.prefix,
             created_at: m.created_at,
             revoked_at: m.revoked_at,
+            name: m.name,
         })
     }
 }
@@ -152,6 +177,7 @@ impl Billing {
             .ok_or(BillingError::BadToken)?;
         let principal = match (parse::<Role>(&key.role)?, key.customer_id) {
             (Role::Admin, _) => Principal::Admin,
+            (Role::Service, _) => Principal::Service,
             (Role::Customer, Some(c)) => Principal::Customer(c),
             (Role::Customer, None) => return Err(BillingError::BadToken),
         };
@@ -167,7 +193,7 @@ impl Billing {
             .one(self.db.conn())
             .await?;
         if exists.is_none() {
-            self.insert_key(Role::Admin, None, token).await?;
+            self.insert_key(Role::Admin, None, token, None).await?;
         }
         Ok(())
     }
@@ -182,7 +208,7 @@ impl Billing {
             return Ok(None);
         }
         let token = new_token("bk_admin_");
-        self.insert_key(Role::Admin, None, &token).await?;
+        self.insert_key(Role::Admin, None, &token, None).await?;
         Ok(Some(token))
     }
 
@@ -191,6 +217,7 @@ impl Billing {
         role: Role,
         customer_id: Option<Uuid>,
         token: &str,
+        name: Option<String>,
     ) -> BillingResult<ApiKey> {
         let model = api_key::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -200,6 +227,7 @@ impl Billing {
             prefix: Set(token.chars().take(12).collect()),
             created_at: Set(self.clock.now()),
             revoked_at: Set(None),
+            name: Set(name),
         }
         .insert(self.db.conn())
         .await?;
@@ -216,9 +244,37 @@ impl Billing {
         self.customer_model(customer_id).await?;
         let token = new_token("bk_cust_");
         let key = self
-            .insert_key(Role::Customer, Some(customer_id), &token)
+            .insert_key(Role::Customer, Some(customer_id), &token, None)
             .await?;
         Ok(IssuedKey { key, token })
+    }
+
+    /// Issues a service key (a project's backend); its token is returned once.
+    pub async fn create_service_key(
+        &self,
+        who: &Principal,
+        name: &str,
+    ) -> BillingResult<IssuedKey> {
+        who.require_admin()?;
+        let name = super::validate::text("name", name, 200)?;
+        let token = new_token("bk_svc_");
+        let key = self
+            .insert_key(Role::Service, None, &token, Some(name))
+            .await?;
+        Ok(IssuedKey { key, token })
+    }
+
+    /// Admin: the service keys, oldest first.
+    pub async fn service_keys(&self, who: &Principal) -> BillingResult<Vec<ApiKey>> {
+        who.require_admin()?;
+        api_key::Entity::find()
+            .filter(api_key::Column::Role.eq(Role::Service.code()))
+            .order_by_asc(api_key::Column::CreatedAt)
+            .all(self.db.conn())
+            .await?
+            .into_iter()
+            .map(|m| m.try_into().map_err(BillingError::from))
+            .collect()
     }
 
     pub async fn revoke_api_key(&self, who: &Principal, id: Uuid) -> BillingResult<ApiKey> {

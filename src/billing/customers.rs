@@ -258,7 +258,7 @@ impl Billing {
     }
 
     pub async fn customer(&self, who: &Principal, id: Uuid) -> BillingResult<Customer> {
-        who.require_customer_access(id)?;
+        who.require_customer_read(id)?;
         Ok(self.customer_model(id).await?.into())
     }
 
@@ -282,7 +282,7 @@ impl Billing {
         after: Option<&str>,
         search: Option<&str>,
     ) -> BillingResult<CustomerPage> {
-        who.require_admin()?;
+        who.require_backend()?;
         if first > 500 {
             return Err(BillingError::invalid("first must be at most 500"));
         }

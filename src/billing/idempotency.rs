@@ -26,6 +26,7 @@ pub enum Claim {
 pub fn scope_of(who: &Principal) -> String {
     match who {
         Principal::Admin => "admin".to_owned(),
+        Principal::Service => "service".to_owned(),
         Principal::Customer(id) => format!("customer:{id}"),
         Principal::Anonymous => "anonymous".to_owned(),
     }

@@ -293,6 +293,20 @@ impl TestApp {
             .to_owned()
     }
 
+    /// A service key's token (a project's backend).
+    pub async fn service_token(&self, name: &str) -> String {
+        let res = self
+            .admin(
+                "mutation($n: String!) { createServiceKey(name: $n) { token key { role name } customer { id } } }",
+                json!({ "n": name }),
+            )
+            .await;
+        let issued = &res.ok()["createServiceKey"];
+        assert_eq!(issued["key"]["role"], "SERVICE");
+        assert_eq!(issued["customer"], Value::Null);
+        issued["token"].as_str().expect("token").to_owned()
+    }
+
     pub async fn customer_token(&self, customer_id: &str) -> String {
         let res = self
             .admin(
