@@ -21,6 +21,9 @@ use crate::http::{self, AppState};
 
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Configured secrets shorter than this are refused at start-up.
+pub const MIN_CONFIGURED_TOKEN: usize = 32;
+
 pub fn init_tracing() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
@@ -73,6 +76,14 @@ impl Application {
         config: Config,
         extra: Vec<Arc<dyn providers::PaymentProvider>>,
     ) -> Result<Self, AnyError> {
+        if let Some(token) = &config.admin_token
+            && token.trim().chars().count() < MIN_CONFIGURED_TOKEN
+        {
+            return Err(format!(
+                "BILLING_ADMIN_TOKEN must be at least {MIN_CONFIGURED_TOKEN} characters"
+            )
+            .into());
+        }
         if config.test_clock && config.production {
             return Err("the test clock cannot be enabled in a production configuration".into());
         }
@@ -120,7 +131,7 @@ impl Application {
         };
         let billing = Arc::new(Billing::new(db, clock, settings).await?);
         match &config.admin_token {
-            Some(token) => billing.ensure_admin_token(token).await?,
+            Some(token) => billing.ensure_admin_token(token.trim()).await?,
             None => {
                 if let Some(token) = billing.bootstrap_admin().await? {
                     // Printed once; only its hash is stored.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use entity::api_key;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
@@ -185,15 +186,62 @@ impl Billing {
         Ok(principal)
     }
 
-    /// Makes `token` an admin token (from configuration); idempotent.
+    /// Makes `token` the admin token (from configuration): every other admin credential is
+    /// revoked, so that a rotation takes effect with the restart. Idempotent. Nothing of
+    /// a configured token is stored in clear.
     pub async fn ensure_admin_token(&self, token: &str) -> BillingResult<()> {
         let hash = hash_token(token);
-        let exists = api_key::Entity::find()
+        let now = self.clock.now();
+        let txn = self.db.write().await?;
+        let revoked = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(Some(now)))
+            .filter(api_key::Column::Role.eq(Role::Admin.code()))
+            .filter(api_key::Column::TokenHash.ne(hash.as_str()))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&*txn)
+            .await?
+            .rows_affected;
+        let existing = api_key::Entity::find()
             .filter(api_key::Column::TokenHash.eq(hash.as_str()))
-            .one(self.db.conn())
+            .one(&*txn)
             .await?;
-        if exists.is_none() {
-            self.insert_key(Role::Admin, None, token, None).await?;
+        match existing {
+            Some(k) if k.role != Role::Admin.code() => {
+                return Err(BillingError::invalid(
+                    "BILLING_ADMIN_TOKEN is already another key's token",
+                ));
+            }
+            // Configured again after a rotation away from it.
+            Some(k) if k.revoked_at.is_some() => {
+                api_key::Entity::update_many()
+                    .col_expr(
+                        api_key::Column::RevokedAt,
+                        Expr::value(None::<DateTime<Utc>>),
+                    )
+                    .filter(api_key::Column::Id.eq(k.id))
+                    .exec(&*txn)
+                    .await?;
+            }
+            Some(_) => {}
+            None => {
+                api_key::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    role: Set(Role::Admin.code().to_owned()),
+                    customer_id: Set(None),
+                    token_hash: Set(hash),
+                    prefix: Set(String::new()),
+                    created_at: Set(now),
+                    revoked_at: Set(None),
+                    name: Set(None),
+                }
+                .insert(&*txn)
+                .await?;
+            }
+        }
+        txn.commit().await?;
+        if revoked > 0 {
+            tracing::info!(revoked, "earlier admin credentials revoked");
+            self.tokens.clear();
         }
         Ok(())
     }

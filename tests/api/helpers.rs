@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
 /// A fresh database: a temporary SQLite file, or a new PostgreSQL database on the server
 /// named by `TEST_DATABASE_URL`. Dropped with the test.
@@ -197,6 +197,22 @@ impl TestApp {
             let _ = app.run_until_stopped().await;
         });
         Some(Replica { base, server })
+    }
+
+    /// Another server process on this test's database (either engine), configured by
+    /// `configure`; an error when it refuses to start.
+    pub async fn restart_with(
+        &self,
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<Replica, billing::startup::AnyError> {
+        let mut config = Config::for_tests(self._db.url.clone(), ADMIN_TOKEN);
+        configure(&mut config);
+        let app = Application::build(config).await?;
+        let base = format!("http://{}", app.addr);
+        let server = tokio::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        });
+        Ok(Replica { base, server })
     }
 
     pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
