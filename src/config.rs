@@ -119,6 +119,12 @@ pub struct Config {
     /// Seconds between runs of the billing clock's jobs.
     #[arg(long, env = "BILLING_JOBS_INTERVAL_SECS", default_value_t = 5)]
     pub jobs_interval_secs: u64,
+    /// Milliseconds a websocket may take to send `connection_init` (then: close 4408).
+    #[arg(long, env = "BILLING_WS_INIT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub ws_init_timeout_ms: u64,
+    /// Subscriptions one websocket connection may hold at once.
+    #[arg(long, env = "BILLING_WS_MAX_SUBSCRIPTIONS", default_value_t = 32)]
+    pub ws_max_subscriptions: usize,
     /// Maximum size of the database connection pool.
     #[arg(long, env = "BILLING_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
@@ -159,6 +165,8 @@ impl Config {
             dunning_retry_days: vec![1, 3, 5],
             dunning_final: "cancel".into(),
             jobs_interval_secs: 3600,
+            ws_init_timeout_ms: 5_000,
+            ws_max_subscriptions: 32,
         }
     }
 }

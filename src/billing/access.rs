@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use entity::api_key;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -128,28 +129,32 @@ pub fn new_token(prefix: &str) -> String {
 }
 
 /// Recently seen token hashes, so that a request does not cost a key lookup. Entries
-/// live a few seconds; a local revocation drops them at once.
+/// live a second; a revocation (local, or another replica's through NOTIFY) drops them
+/// at once.
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    entries: RwLock<HashMap<String, (Principal, Instant)>>,
+    entries: RwLock<HashMap<String, (Principal, Uuid, Instant)>>,
 }
 
-const TOKEN_TTL: Duration = Duration::from_secs(5);
+const TOKEN_TTL: Duration = Duration::from_secs(1);
+
+/// The PostgreSQL channel that carries revoked key ids to every replica.
+pub const REVOCATION_CHANNEL: &str = "billing_revocations";
 
 impl TokenCache {
-    fn get(&self, hash: &str) -> Option<Principal> {
+    fn get(&self, hash: &str) -> Option<(Principal, Uuid)> {
         let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
         map.get(hash)
-            .filter(|(_, at)| at.elapsed() < TOKEN_TTL)
-            .map(|(p, _)| *p)
+            .filter(|(_, _, at)| at.elapsed() < TOKEN_TTL)
+            .map(|(p, k, _)| (*p, *k))
     }
 
-    fn put(&self, hash: String, principal: Principal) {
+    fn put(&self, hash: String, principal: Principal, key: Uuid) {
         let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
-            map.retain(|_, (_, at)| at.elapsed() < TOKEN_TTL);
+            map.retain(|_, (_, _, at)| at.elapsed() < TOKEN_TTL);
         }
-        map.insert(hash, (principal, Instant::now()));
+        map.insert(hash, (principal, key, Instant::now()));
     }
 
     fn clear(&self) {
@@ -163,12 +168,20 @@ impl TokenCache {
 impl Billing {
     /// Establishes the caller from a bearer token (None: anonymous).
     pub async fn authenticate(&self, token: Option<&str>) -> BillingResult<Principal> {
+        Ok(self.authenticate_key(token).await?.0)
+    }
+
+    /// The caller and the key its token belongs to (none for anonymous callers).
+    pub async fn authenticate_key(
+        &self,
+        token: Option<&str>,
+    ) -> BillingResult<(Principal, Option<Uuid>)> {
         let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
-            return Ok(Principal::Anonymous);
+            return Ok((Principal::Anonymous, None));
         };
         let hash = hash_token(token);
-        if let Some(p) = self.tokens.get(&hash) {
-            return Ok(p);
+        if let Some((p, key)) = self.tokens.get(&hash) {
+            return Ok((p, Some(key)));
         }
         let key = api_key::Entity::find()
             .filter(api_key::Column::TokenHash.eq(hash.as_str()))
@@ -182,8 +195,34 @@ impl Billing {
             (Role::Customer, Some(c)) => Principal::Customer(c),
             (Role::Customer, None) => return Err(BillingError::BadToken),
         };
-        self.tokens.put(hash, principal);
-        Ok(principal)
+        self.tokens.put(hash, principal, key.id);
+        Ok((principal, Some(key.id)))
+    }
+
+    /// Whether a key still stands (unknown keys and database errors: no).
+    pub async fn key_is_live(&self, key: Option<Uuid>) -> bool {
+        let Some(key) = key else { return false };
+        matches!(
+            api_key::Entity::find_by_id(key).one(self.db.conn()).await,
+            Ok(Some(k)) if k.revoked_at.is_none()
+        )
+    }
+
+    /// Drops every cached token (e.g. after missing revocations while disconnected).
+    pub fn tokens_may_be_stale(&self) {
+        self.tokens.clear();
+    }
+
+    /// Revoked keys, as they are revoked here or (on PostgreSQL) on any replica.
+    pub fn revocations(&self) -> tokio::sync::broadcast::Receiver<Uuid> {
+        self.revoked.subscribe()
+    }
+
+    /// A key was revoked (here, or on another replica): its cached tokens go, and its
+    /// open websockets are told.
+    pub fn key_revoked(&self, key: Uuid) {
+        self.tokens.clear();
+        let _ = self.revoked.send(key);
     }
 
     /// Makes `token` the admin token (from configuration): every other admin credential is
@@ -332,13 +371,24 @@ impl Billing {
             .await?
             .ok_or_else(|| BillingError::not_found("API key", id))?;
         let key = if key.revoked_at.is_none() {
+            let txn = self.db.write().await?;
             let mut am: api_key::ActiveModel = key.into();
             am.revoked_at = Set(Some(self.clock.now()));
-            am.update(self.db.conn()).await?
+            let key = am.update(&*txn).await?;
+            if txn.get_database_backend() == DatabaseBackend::Postgres {
+                // Delivered to every replica when (and only if) the revocation commits.
+                txn.execute_unprepared(&format!(
+                    "SELECT pg_notify('{REVOCATION_CHANNEL}', '{}')",
+                    key.id
+                ))
+                .await?;
+            }
+            txn.commit().await?;
+            key
         } else {
             key
         };
-        self.tokens.clear();
+        self.key_revoked(key.id);
         Ok(key.try_into()?)
     }
 

@@ -41,7 +41,7 @@ impl ClockMutation {
             .map_err(|now| BillingError::ClockBackwards(now.to_rfc3339()))
             .gql()?;
         // Every job runs as if that time had passed.
-        billing.run_jobs().await.gql()?;
+        billing.run_clock().await.gql()?;
         Ok(now)
     }
 }

@@ -1,11 +1,14 @@
 //! HTTP transport: GraphQL over POST, GraphiQL, health and metrics.
 
+pub mod ws;
+
 use std::sync::Arc;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
+use async_graphql::http::WebSocketProtocols;
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Request, Response, ServerError};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::{Path, WebSocketUpgrade};
@@ -25,6 +28,10 @@ pub struct AppState {
     pub schema: BillingSchema,
     pub billing: Arc<Billing>,
     pub introspection: IntrospectionPolicy,
+    pub ws_limits: ws::WsLimits,
+    pub sockets: Arc<ws::OpenSockets>,
+    /// Becomes true when the server starts shutting down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -76,41 +83,26 @@ async fn webhook(
 /// `connection_init` payload, as `{"Authorization": "Bearer …"}` or `{"token": "…"}`.
 async fn websocket(
     State(state): State<AppState>,
-    protocol: GraphQLProtocol,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> axum::response::Response {
-    let schema = state.schema.clone();
-    let billing = state.billing.clone();
+    let protocol = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+        });
+    let Some(protocol) = protocol else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Protocol must name graphql-transport-ws",
+        )
+            .into_response();
+    };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let token = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str())
-                        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned())
-                        .or_else(|| {
-                            payload
-                                .get("token")
-                                .and_then(|v| v.as_str())
-                                .map(str::to_owned)
-                        });
-                    let principal = billing
-                        .authenticate(token.as_deref())
-                        .await
-                        .map_err(|e| e.extend())?;
-                    if principal == Principal::Anonymous {
-                        return Err(BillingError::Unauthenticated.extend());
-                    }
-                    let mut data = async_graphql::Data::default();
-                    data.insert(principal);
-                    request_loaders(&billing, &mut data);
-                    Ok(data)
-                })
-                .serve()
-        })
+        .on_upgrade(move |socket| ws::serve(state, protocol, socket))
 }
 
 /// The bearer token of a request, if any.
@@ -221,7 +213,11 @@ async fn metrics(State(state): State<AppState>) -> String {
     format!(
         "# HELP billing_sql_statements_total SQL statements executed since start-up.\n\
          # TYPE billing_sql_statements_total counter\n\
-         billing_sql_statements_total {}\n",
-        state.billing.db.statement_count()
+         billing_sql_statements_total {}\n\
+         # HELP billing_websocket_connections Open websocket connections.\n\
+         # TYPE billing_websocket_connections gauge\n\
+         billing_websocket_connections {}\n",
+        state.billing.db.statement_count(),
+        state.sockets.count()
     )
 }
