@@ -489,3 +489,70 @@ async fn a_connection_holds_a_bounded_number_of_subscriptions_and_sockets_are_co
     .await
     .expect("the closed socket is no longer counted");
 }
+
+#[tokio::test]
+async fn shutdown_closes_websockets_with_1001_and_exits_promptly() {
+    let db = crate::helpers::TestDb::new().await;
+    let app = billing::startup::Application::build(billing::config::Config::for_tests(
+        db.url.clone(),
+        ADMIN_TOKEN,
+    ))
+    .await
+    .expect("starts");
+    let base = format!("http://{}", app.addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let (mut ws, ack) = connect(&base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    subscribe_events(&mut ws, "").await;
+    let started = std::time::Instant::now();
+    stop.send(()).unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(1001));
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops within 10 s")
+        .unwrap()
+        .expect("a clean stop");
+    eprintln!("shutdown took {:?}", started.elapsed());
+    // No longer accepting.
+    assert!(reqwest::get(format!("{base}/health")).await.is_err());
+}
+
+/// Clock runs in one process take turns: concurrent `advanceClock` calls (each runs the
+/// jobs inline, as the background tick does) all succeed and record one phase change.
+#[tokio::test]
+async fn concurrent_clock_runs_in_one_process_take_turns() {
+    let app = TestApp::spawn().await;
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    let plan = app
+        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
+        .await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let start = app.billing.clock.now();
+    let out = subscribe(&app, &token, &customer, &plan).await;
+    pay(
+        &app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    let to = (start + chrono::TimeDelta::days(15)).to_rfc3339();
+    let runs = (0..6).map(|_| {
+        app.admin(
+            "mutation($t: DateTime!) { advanceClock(to: $t) }",
+            json!({ "t": to }),
+        )
+    });
+    for res in futures_util::future::join_all(runs).await {
+        res.ok();
+    }
+    let kinds = crate::subscriptions::event_kinds(&app, &customer).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "PHASE_CHANGED").count(),
+        1,
+        "{kinds:?}"
+    );
+}
