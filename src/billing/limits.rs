@@ -35,6 +35,7 @@ pub struct Entitlement {
 
 fn metric(m: &str) -> BillingResult<String> {
     let m = m.trim();
+    super::validate::plain("metric", m, false)?;
     if m.is_empty() || m.len() > 64 {
         return Err(BillingError::invalid("metric must be 1 to 64 characters"));
     }

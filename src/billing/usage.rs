@@ -83,6 +83,9 @@ impl Billing {
             )));
         }
         let value = validate::quantity("quantity", input.quantity)?;
+        if let Some(at) = input.at {
+            validate::instant("at", at)?;
+        }
         let now = self.clock.now();
         let at = truncate_to_second(input.at.unwrap_or(now));
         if at > now {
@@ -91,11 +94,7 @@ impl Billing {
             ));
         }
         if let Some(key) = &input.idempotency_key {
-            if key.is_empty() || key.len() > 255 {
-                return Err(BillingError::invalid(
-                    "idempotencyKey must be 1 to 255 characters",
-                ));
-            }
+            validate::idempotency_key(key)?;
             if let Some(existing) = self.usage_by_key(sub.id, key).await? {
                 return same_or_reused(existing, &input, at);
             }

@@ -30,6 +30,7 @@ impl ClockMutation {
         to: DateTime<Utc>,
     ) -> async_graphql::Result<DateTime<Utc>> {
         ctx.principal().require_admin().gql()?;
+        let to = crate::billing::validate::instant("to", to).gql()?;
         let billing = ctx.billing()?;
         let clock = billing
             .clock

@@ -235,6 +235,14 @@ impl Extension for CostLimits {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
+        // No text the API stores may hold a NUL (PostgreSQL cannot), whichever field.
+        if request.query.contains('\0')
+            || request.query.contains("\\u0000")
+            || request.variables.values().any(holds_nul)
+        {
+            let e = BillingError::invalid("input must not contain NUL characters");
+            return Err(e.extend().into_server_error(Pos::default()));
+        }
         let checked = if request.query.len() > BLOCKING_PARSE_BYTES {
             let query = request.query.clone();
             tokio::task::spawn_blocking(move || parse_and_check(&query))
@@ -252,6 +260,16 @@ impl Extension for CostLimits {
             }
             Err((e, pos)) => Err(e.extend().into_server_error(pos.unwrap_or_default())),
         }
+    }
+}
+
+fn holds_nul(v: &async_graphql::Value) -> bool {
+    use async_graphql::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::List(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 

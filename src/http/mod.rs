@@ -4,10 +4,12 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use async_graphql::ParseRequestError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::http::WebSocketProtocols;
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Request, Response, ServerError};
+use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -143,8 +145,21 @@ pub fn prepare(state: &AppState, principal: Principal, mut request: Request) -> 
 async fn graphql(
     State(state): State<AppState>,
     headers: HeaderMap,
-    req: GraphQLBatchRequest,
+    req: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> axum::response::Response {
+    let req = match req {
+        Ok(req) => req,
+        Err(GraphQLRejection(ParseRequestError::PayloadTooLarge)) => {
+            let e = BillingError::invalid("the request body is too large");
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, &e);
+        }
+        Err(GraphQLRejection(e)) => {
+            let e = BillingError::invalid(format!(
+                "the body is not a GraphQL request (JSON with a \"query\"): {e}"
+            ));
+            return error_response(StatusCode::BAD_REQUEST, &e);
+        }
+    };
     let principal = match state.billing.authenticate(bearer(&headers)).await {
         Ok(p) => p,
         Err(e @ BillingError::Db(_)) => {

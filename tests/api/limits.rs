@@ -142,3 +142,22 @@ async fn health_answers_while_fan_outs_are_in_flight() {
         "{slowest:?}"
     );
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_json_gets_a_coded_error() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("content-type", "application/json")
+        .body("{ this is not json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 400);
+    let body: serde_json::Value = res.json().await.expect("a JSON answer");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{body}"
+    );
+}
