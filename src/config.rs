@@ -29,6 +29,9 @@ pub enum Command {
 pub enum IntrospectionPolicy {
     /// Anyone may introspect the schema.
     All,
+    /// Callers with a token (any role) may introspect; anonymous callers may not. The
+    /// public contract is `schema.graphql`.
+    Authenticated,
     /// Only admin tokens may introspect.
     Admin,
     /// Nobody may introspect.
@@ -60,7 +63,12 @@ pub struct Config {
     #[arg(long, env = "BILLING_PRODUCTION", value_parser = parse_flag, default_value = "0")]
     pub production: bool,
     /// Who may introspect the GraphQL schema.
-    #[arg(long, env = "BILLING_INTROSPECTION", value_enum, default_value = "all")]
+    #[arg(
+        long,
+        env = "BILLING_INTROSPECTION",
+        value_enum,
+        default_value = "authenticated"
+    )]
     pub introspection: IntrospectionPolicy,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BILLING_MAX_BODY_BYTES", default_value_t = 1 << 20)]
@@ -150,7 +158,7 @@ impl Config {
             default_currency: "USD".into(),
             test_clock: true,
             production: false,
-            introspection: IntrospectionPolicy::All,
+            introspection: IntrospectionPolicy::Authenticated,
             max_body_bytes: 1 << 20,
             db_pool: 8,
             providers: vec!["sandbox".into()],

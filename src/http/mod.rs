@@ -131,6 +131,7 @@ fn error_response(status: StatusCode, err: &BillingError) -> axum::response::Res
 pub fn prepare(state: &AppState, principal: Principal, mut request: Request) -> Request {
     let allowed = match state.introspection {
         IntrospectionPolicy::All => true,
+        IntrospectionPolicy::Authenticated => principal != Principal::Anonymous,
         IntrospectionPolicy::Admin => principal.is_admin(),
         IntrospectionPolicy::Off => false,
     };

@@ -289,3 +289,26 @@ async fn a_configured_admin_token_replaces_the_previous_one() {
         .unwrap();
     assert!(keys.iter().all(|k| k.prefix.is_empty()), "{keys:?}");
 }
+
+#[tokio::test]
+async fn introspection_needs_a_token_by_default() {
+    let app = TestApp::spawn_with(
+        |c| c.introspection = billing::config::Config::for_tests("", "").introspection,
+        Vec::new(),
+    )
+    .await;
+    let q = "{ __schema { queryType { name } } }";
+    let anon = app.anon(q, json!({})).await;
+    assert_eq!(
+        anon.body["data"]["__schema"],
+        serde_json::Value::Null,
+        "{}",
+        anon.body
+    );
+    let admin = app.admin(q, json!({})).await;
+    assert_eq!(admin.ok()["__schema"]["queryType"]["name"], "QueryRoot");
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let theirs = app.gql_as(Some(&token), q, json!({})).await;
+    assert_eq!(theirs.ok()["__schema"]["queryType"]["name"], "QueryRoot");
+}
