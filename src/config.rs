@@ -133,6 +133,16 @@ pub struct Config {
     /// Subscriptions one websocket connection may hold at once.
     #[arg(long, env = "BILLING_WS_MAX_SUBSCRIPTIONS", default_value_t = 32)]
     pub ws_max_subscriptions: usize,
+    /// GraphQL requests (and websocket upgrades) one bearer token may make per minute; 0: no limit.
+    #[arg(long, env = "BILLING_RATE_LIMIT_PER_TOKEN", default_value_t = 60_000)]
+    pub rate_limit_per_token: u32,
+    /// GraphQL requests (and websocket upgrades) one client address may make per minute; 0: no limit.
+    #[arg(
+        long,
+        env = "BILLING_RATE_LIMIT_PER_ADDRESS",
+        default_value_t = 120_000
+    )]
+    pub rate_limit_per_address: u32,
     /// Maximum size of the database connection pool.
     #[arg(long, env = "BILLING_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
@@ -175,6 +185,8 @@ impl Config {
             jobs_interval_secs: 3600,
             ws_init_timeout_ms: 5_000,
             ws_max_subscriptions: 32,
+            rate_limit_per_token: 60_000,
+            rate_limit_per_address: 120_000,
         }
     }
 }

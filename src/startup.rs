@@ -154,7 +154,9 @@ impl Application {
             sockets: Arc::default(),
             shutdown: stopping,
         };
-        let router = http::router(state, config.max_body_bytes);
+        let limits =
+            http::rate::RateLimits::new(config.rate_limit_per_token, config.rate_limit_per_address);
+        let router = http::router(state, config.max_body_bytes, limits);
         Ok(Self {
             addr,
             billing,
@@ -197,7 +199,12 @@ impl Application {
             let _ = shutdown.send(true);
             let _ = stopped_tx.send(());
         };
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
         let served = tokio::select! {
             served = serve => served.map_err(AnyError::from),
             () = async {

@@ -37,6 +37,8 @@ pub enum BillingError {
     QueryTooComplex(String),
     #[error("{0}")]
     QueryTooDeep(String),
+    #[error("{0}")]
+    RateLimited(String),
     #[error("payment provider failed: {0}")]
     Provider(#[from] providers::ProviderError),
     #[error("internal error")]
@@ -61,6 +63,7 @@ impl BillingError {
             Self::LimitExceeded(_) => "LIMIT_EXCEEDED",
             Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
             Self::QueryTooDeep(_) => "QUERY_TOO_DEEP",
+            Self::RateLimited(_) => "RATE_LIMITED",
             Self::Provider(_) => "PAYMENT_PROVIDER_ERROR",
             Self::Db(_) => "INTERNAL_SERVER_ERROR",
         }

@@ -1,5 +1,6 @@
 //! HTTP transport: GraphQL over POST, GraphiQL, health and metrics.
 
+pub mod rate;
 pub mod ws;
 
 use std::sync::Arc;
@@ -36,10 +37,14 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, max_body_bytes: usize, limits: Arc<rate::RateLimits>) -> Router {
+    let limited = axum::middleware::from_fn_with_state(limits, rate::limit);
     let mut app = Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
-        .route("/graphql/ws", get(websocket))
+        .route(
+            "/graphql",
+            get(graphiql).post(graphql).route_layer(limited.clone()),
+        )
+        .route("/graphql/ws", get(websocket).route_layer(limited))
         .route("/providers/{name}/webhook", post(webhook))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -116,7 +121,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
-fn error_response(status: StatusCode, err: &BillingError) -> axum::response::Response {
+pub(crate) fn error_response(status: StatusCode, err: &BillingError) -> axum::response::Response {
     let gql = err.extend();
     let server_error = ServerError::new(gql.message.clone(), None);
     let mut response = Response::from_errors(vec![ServerError {

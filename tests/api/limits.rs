@@ -161,3 +161,54 @@ async fn a_body_that_is_not_json_gets_a_coded_error() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn requests_over_the_rate_limits_get_429_with_retry_after() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.rate_limit_per_token = 5;
+            c.rate_limit_per_address = 12;
+        },
+        Vec::new(),
+    )
+    .await;
+    let ask = |token: Option<&'static str>| {
+        let mut req = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .json(&json!({ "query": "{ viewer { role } }" }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            ask(Some(crate::helpers::ADMIN_TOKEN))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let refused = ask(Some(crate::helpers::ADMIN_TOKEN)).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    // Another caller from the same address still gets through, until the address's limit.
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(ask(None).await.unwrap().status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 429],
+        "{statuses:?}"
+    );
+}
