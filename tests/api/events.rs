@@ -539,8 +539,8 @@ async fn concurrent_clock_runs_in_one_process_take_turns() {
         "4242424242424242",
     )
     .await;
-    let to = (start + chrono::TimeDelta::days(15)).to_rfc3339();
-    let runs = (0..6).map(|_| {
+    let to = (start + chrono::TimeDelta::days(45)).to_rfc3339();
+    let runs = (0..12).map(|_| {
         app.admin(
             "mutation($t: DateTime!) { advanceClock(to: $t) }",
             json!({ "t": to }),
