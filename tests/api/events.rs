@@ -556,3 +556,35 @@ async fn concurrent_clock_runs_in_one_process_take_turns() {
         "{kinds:?}"
     );
 }
+
+#[tokio::test]
+async fn a_fragment_fan_out_over_a_websocket_is_refused_at_once() {
+    let app = TestApp::spawn().await;
+    let (mut ws, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    let mut doc = String::from(
+        "subscription { billingEvents { ...F27 } }\nfragment F0 on BillingEvent { kind cursor }\n",
+    );
+    for i in 1..=27 {
+        doc.push_str(&format!(
+            "fragment F{i} on BillingEvent {{ ...F{p} ...F{p} }}\n",
+            p = i - 1
+        ));
+    }
+    let started = std::time::Instant::now();
+    send(
+        &mut ws,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": doc } }),
+    )
+    .await;
+    let refused = next_event(&mut ws).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "QUERY_TOO_COMPLEX",
+        "{refused}"
+    );
+}
