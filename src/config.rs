@@ -29,6 +29,9 @@ pub enum Command {
 pub enum IntrospectionPolicy {
     /// Anyone may introspect the schema.
     All,
+    /// Callers with a token (any role) may introspect; anonymous callers may not. The
+    /// public contract is `schema.graphql`.
+    Authenticated,
     /// Only admin tokens may introspect.
     Admin,
     /// Nobody may introspect.
@@ -60,7 +63,12 @@ pub struct Config {
     #[arg(long, env = "BILLING_PRODUCTION", value_parser = parse_flag, default_value = "0")]
     pub production: bool,
     /// Who may introspect the GraphQL schema.
-    #[arg(long, env = "BILLING_INTROSPECTION", value_enum, default_value = "all")]
+    #[arg(
+        long,
+        env = "BILLING_INTROSPECTION",
+        value_enum,
+        default_value = "authenticated"
+    )]
     pub introspection: IntrospectionPolicy,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BILLING_MAX_BODY_BYTES", default_value_t = 1 << 20)]
@@ -130,6 +138,22 @@ pub struct Config {
     /// Seconds between runs of the billing clock's jobs.
     #[arg(long, env = "BILLING_JOBS_INTERVAL_SECS", default_value_t = 5)]
     pub jobs_interval_secs: u64,
+    /// Milliseconds a websocket may take to send `connection_init` (then: close 4408).
+    #[arg(long, env = "BILLING_WS_INIT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub ws_init_timeout_ms: u64,
+    /// Subscriptions one websocket connection may hold at once.
+    #[arg(long, env = "BILLING_WS_MAX_SUBSCRIPTIONS", default_value_t = 32)]
+    pub ws_max_subscriptions: usize,
+    /// GraphQL requests (and websocket upgrades) one bearer token may make per minute; 0: no limit.
+    #[arg(long, env = "BILLING_RATE_LIMIT_PER_TOKEN", default_value_t = 60_000)]
+    pub rate_limit_per_token: u32,
+    /// GraphQL requests (and websocket upgrades) one client address may make per minute; 0: no limit.
+    #[arg(
+        long,
+        env = "BILLING_RATE_LIMIT_PER_ADDRESS",
+        default_value_t = 120_000
+    )]
+    pub rate_limit_per_address: u32,
     /// Maximum size of the database connection pool.
     #[arg(long, env = "BILLING_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
@@ -167,7 +191,7 @@ impl Config {
             default_currency: "USD".into(),
             test_clock: true,
             production: false,
-            introspection: IntrospectionPolicy::All,
+            introspection: IntrospectionPolicy::Authenticated,
             max_body_bytes: 1 << 20,
             db_pool: 8,
             providers: vec!["sandbox".into()],
@@ -184,6 +208,10 @@ impl Config {
             dunning_retry_days: vec![1, 3, 5],
             dunning_final: "cancel".into(),
             jobs_interval_secs: 3600,
+            ws_init_timeout_ms: 5_000,
+            ws_max_subscriptions: 32,
+            rate_limit_per_token: 60_000,
+            rate_limit_per_address: 120_000,
         }
     }
 }

@@ -12,6 +12,7 @@ use providers::sandbox::{SandboxConfig, SandboxProvider};
 use providers::stripe::{StripeConfig, StripeProvider};
 use sea_orm::sqlx::postgres::PgListener;
 
+use crate::billing::access::REVOCATION_CHANNEL;
 use crate::billing::events::NOTIFY_CHANNEL;
 use crate::billing::provider_sink::BillingSink;
 use crate::billing::sandbox_store::DbSandboxStore;
@@ -22,6 +23,9 @@ use crate::graphql;
 use crate::http::{self, AppState};
 
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Configured secrets shorter than this are refused at start-up.
+pub const MIN_CONFIGURED_TOKEN: usize = 32;
 
 /// Logs to stdout: `BILLING_LOG_FORMAT=json` for one JSON object a line, else text, with
 /// colours only on a terminal. `RUST_LOG` filters (default `info`).
@@ -74,6 +78,7 @@ pub struct Application {
     router: axum::Router,
     database_url: String,
     jobs_interval: Duration,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -86,6 +91,14 @@ impl Application {
         config: Config,
         extra: Vec<Arc<dyn providers::PaymentProvider>>,
     ) -> Result<Self, AnyError> {
+        if let Some(token) = &config.admin_token
+            && token.trim().chars().count() < MIN_CONFIGURED_TOKEN
+        {
+            return Err(format!(
+                "BILLING_ADMIN_TOKEN must be at least {MIN_CONFIGURED_TOKEN} characters"
+            )
+            .into());
+        }
         if config.test_clock && config.production {
             return Err("the test clock cannot be enabled in a production configuration".into());
         }
@@ -136,7 +149,7 @@ impl Application {
             stripe.set_event_sink(Arc::new(BillingSink::new(&billing)));
         }
         match &config.admin_token {
-            Some(token) => billing.ensure_admin_token(token).await?,
+            Some(token) => billing.ensure_admin_token(token.trim()).await?,
             None => {
                 if let Some(token) = billing.bootstrap_admin().await? {
                     // Printed once; only its hash is stored.
@@ -145,12 +158,21 @@ impl Application {
             }
         }
         let schema = graphql::schema_builder().data(billing.clone()).finish();
+        let (shutdown, stopping) = tokio::sync::watch::channel(false);
         let state = AppState {
             schema,
             billing: billing.clone(),
             introspection: config.introspection,
+            ws_limits: http::ws::WsLimits {
+                init_timeout: Duration::from_millis(config.ws_init_timeout_ms.max(1)),
+                max_subscriptions: config.ws_max_subscriptions.max(1),
+            },
+            sockets: Arc::default(),
+            shutdown: stopping,
         };
-        let router = http::router(state, config.max_body_bytes);
+        let limits =
+            http::rate::RateLimits::new(config.rate_limit_per_token, config.rate_limit_per_address);
+        let router = http::router(state, config.max_body_bytes, limits);
         Ok(Self {
             addr,
             billing,
@@ -158,10 +180,21 @@ impl Application {
             router,
             database_url: config.database_url,
             jobs_interval: Duration::from_secs(config.jobs_interval_secs.max(1)),
+            shutdown,
         })
     }
 
     pub async fn run_until_stopped(self) -> Result<(), AnyError> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes, then shuts down: no new connections, websockets
+    /// closed with 1001, in-flight requests and a running clock job finished, all within
+    /// [`SHUTDOWN_GRACE`].
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AnyError> {
         let background = [
             tokio::spawn(refresh_catalog(self.billing.clone())),
             tokio::spawn(run_jobs(self.billing.clone(), self.jobs_interval)),
@@ -174,15 +207,42 @@ impl Application {
                 self.database_url.clone(),
             )),
         ];
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        let (stopped_tx, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = self.shutdown;
+        let signal = async move {
+            stop.await;
+            tracing::info!("shutting down");
+            let _ = shutdown.send(true);
+            let _ = stopped_tx.send(());
+        };
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        let served = tokio::select! {
+            served = serve => served.map_err(AnyError::from),
+            () = async {
+                let _ = stopped.await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!("in-flight requests did not finish in time");
+                Ok(())
+            }
+        };
+        // A clock run in progress finishes; none starts after it.
+        let clock = self.billing.hold_clock();
+        let _ = tokio::time::timeout(Duration::from_secs(2), clock).await;
         for task in background {
             task.abort();
         }
-        Ok(served?)
+        served
     }
 }
+
+/// How long a shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 /// Picks up catalog changes made by other server processes sharing the database.
 async fn refresh_catalog(billing: Arc<Billing>) {
@@ -200,13 +260,14 @@ async fn run_jobs(billing: Arc<Billing>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        if let Err(e) = billing.run_jobs().await {
+        if let Err(e) = billing.run_clock().await {
             tracing::warn!(error = %e, "billing jobs failed");
         }
     }
 }
 
-/// On PostgreSQL, events committed by any replica wake this one's subscribers.
+/// On PostgreSQL, events committed by any replica wake this one's subscribers, and keys
+/// revoked on any replica are dropped here too.
 async fn listen_for_events(billing: Arc<Billing>, url: String) {
     if !url.starts_with("postgres") {
         return;
@@ -214,11 +275,23 @@ async fn listen_for_events(billing: Arc<Billing>, url: String) {
     loop {
         match PgListener::connect(&url).await {
             Ok(mut listener) => {
-                if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+                if let Err(e) = listener
+                    .listen_all([NOTIFY_CHANNEL, REVOCATION_CHANNEL])
+                    .await
+                {
                     tracing::warn!(error = %e, "LISTEN failed");
                 } else {
-                    while listener.recv().await.is_ok() {
-                        billing.announce_events();
+                    // Whatever was revoked while we were not listening.
+                    billing.tokens_may_be_stale();
+                    while let Ok(n) = listener.recv().await {
+                        if n.channel() == REVOCATION_CHANNEL {
+                            match n.payload().parse() {
+                                Ok(key) => billing.key_revoked(key),
+                                Err(_) => billing.tokens_may_be_stale(),
+                            }
+                        } else {
+                            billing.announce_events();
+                        }
                     }
                 }
             }

@@ -129,7 +129,8 @@ pub fn start_server(bin: &Path, env: &[(&str, String)]) -> AnyResult<Server> {
     let db_file = dir.join("bench.db");
     let log = std::fs::File::create(dir.join("server.log"))?;
     let port = free_port()?;
-    let token = format!("bk_admin_bench_{suffix}");
+    // Configured admin tokens must be at least 32 characters.
+    let token = format!("bk_admin_bench_{suffix}_0123456789abcdef");
     let spawned = Command::new(bin)
         .env("BILLING_BIND", format!("127.0.0.1:{port}"))
         .env(

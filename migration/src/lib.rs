@@ -11,6 +11,7 @@ mod m20261122_000007_create_subscription_phase_table;
 mod m20261201_000008_schedule_the_billing_clock;
 mod m20261201_000009_sandbox_state;
 mod m20261201_000010_checkout_purpose_and_refunds;
+mod m20261201_000011_name_service_keys;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_schedule_the_billing_clock::Migration),
             Box::new(m20261201_000009_sandbox_state::Migration),
             Box::new(m20261201_000010_checkout_purpose_and_refunds::Migration),
+            Box::new(m20261201_000011_name_service_keys::Migration),
         ]
     }
 }

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use entity::api_key;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -20,6 +22,9 @@ use super::error::{BillingError, BillingResult};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Principal {
     Admin,
+    /// A project's backend: records usage and holds limits for any customer, reads
+    /// customers and entitlements, nothing else.
+    Service,
     Customer(Uuid),
     Anonymous,
 }
@@ -28,19 +33,39 @@ impl Principal {
     pub fn require_admin(&self) -> BillingResult<()> {
         match self {
             Principal::Admin => Ok(()),
+            Principal::Service | Principal::Customer(_) => Err(BillingError::Forbidden),
+            Principal::Anonymous => Err(BillingError::Unauthenticated),
+        }
+    }
+
+    /// Backend work: recording usage, acquiring and releasing limits, listing customers.
+    /// A customer key lives in a browser, so it may not do it, even for itself.
+    pub fn require_backend(&self) -> BillingResult<()> {
+        match self {
+            Principal::Admin | Principal::Service => Ok(()),
             Principal::Customer(_) => Err(BillingError::Forbidden),
             Principal::Anonymous => Err(BillingError::Unauthenticated),
         }
     }
 
     /// Admins see every customer; a customer sees only itself. Anything else is answered
-    /// as if the customer did not exist, so ids cannot be probed.
+    /// as if the customer did not exist, so ids cannot be probed. Service keys reach a
+    /// customer only through [`Self::require_customer_read`].
     pub fn require_customer_access(&self, customer_id: Uuid) -> BillingResult<()> {
         match self {
             Principal::Admin => Ok(()),
             Principal::Customer(own) if *own == customer_id => Ok(()),
             Principal::Customer(_) => Err(BillingError::not_found("customer", customer_id)),
+            Principal::Service => Err(BillingError::Forbidden),
             Principal::Anonymous => Err(BillingError::Unauthenticated),
+        }
+    }
+
+    /// Reading a customer's details and entitlements: also service keys.
+    pub fn require_customer_read(&self, customer_id: Uuid) -> BillingResult<()> {
+        match self {
+            Principal::Service => Ok(()),
+            other => other.require_customer_access(customer_id),
         }
     }
 
@@ -71,6 +96,7 @@ pub struct ApiKey {
     pub prefix: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub name: Option<String>,
 }
 
 impl TryFrom<api_key::Model> for ApiKey {
@@ -83,6 +109,7 @@ impl TryFrom<api_key::Model> for ApiKey {
             prefix: m.prefix,
             created_at: m.created_at,
             revoked_at: m.revoked_at,
+            name: m.name,
         })
     }
 }
@@ -102,28 +129,32 @@ pub fn new_token(prefix: &str) -> String {
 }
 
 /// Recently seen token hashes, so that a request does not cost a key lookup. Entries
-/// live a few seconds; a local revocation drops them at once.
+/// live a second; a revocation (local, or another replica's through NOTIFY) drops them
+/// at once.
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    entries: RwLock<HashMap<String, (Principal, Instant)>>,
+    entries: RwLock<HashMap<String, (Principal, Uuid, Instant)>>,
 }
 
-const TOKEN_TTL: Duration = Duration::from_secs(5);
+const TOKEN_TTL: Duration = Duration::from_secs(1);
+
+/// The PostgreSQL channel that carries revoked key ids to every replica.
+pub const REVOCATION_CHANNEL: &str = "billing_revocations";
 
 impl TokenCache {
-    fn get(&self, hash: &str) -> Option<Principal> {
+    fn get(&self, hash: &str) -> Option<(Principal, Uuid)> {
         let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
         map.get(hash)
-            .filter(|(_, at)| at.elapsed() < TOKEN_TTL)
-            .map(|(p, _)| *p)
+            .filter(|(_, _, at)| at.elapsed() < TOKEN_TTL)
+            .map(|(p, k, _)| (*p, *k))
     }
 
-    fn put(&self, hash: String, principal: Principal) {
+    fn put(&self, hash: String, principal: Principal, key: Uuid) {
         let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
-            map.retain(|_, (_, at)| at.elapsed() < TOKEN_TTL);
+            map.retain(|_, (_, _, at)| at.elapsed() < TOKEN_TTL);
         }
-        map.insert(hash, (principal, Instant::now()));
+        map.insert(hash, (principal, key, Instant::now()));
     }
 
     fn clear(&self) {
@@ -137,12 +168,20 @@ impl TokenCache {
 impl Billing {
     /// Establishes the caller from a bearer token (None: anonymous).
     pub async fn authenticate(&self, token: Option<&str>) -> BillingResult<Principal> {
+        Ok(self.authenticate_key(token).await?.0)
+    }
+
+    /// The caller and the key its token belongs to (none for anonymous callers).
+    pub async fn authenticate_key(
+        &self,
+        token: Option<&str>,
+    ) -> BillingResult<(Principal, Option<Uuid>)> {
         let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
-            return Ok(Principal::Anonymous);
+            return Ok((Principal::Anonymous, None));
         };
         let hash = hash_token(token);
-        if let Some(p) = self.tokens.get(&hash) {
-            return Ok(p);
+        if let Some((p, key)) = self.tokens.get(&hash) {
+            return Ok((p, Some(key)));
         }
         let key = api_key::Entity::find()
             .filter(api_key::Column::TokenHash.eq(hash.as_str()))
@@ -152,22 +191,96 @@ impl Billing {
             .ok_or(BillingError::BadToken)?;
         let principal = match (parse::<Role>(&key.role)?, key.customer_id) {
             (Role::Admin, _) => Principal::Admin,
+            (Role::Service, _) => Principal::Service,
             (Role::Customer, Some(c)) => Principal::Customer(c),
             (Role::Customer, None) => return Err(BillingError::BadToken),
         };
-        self.tokens.put(hash, principal);
-        Ok(principal)
+        self.tokens.put(hash, principal, key.id);
+        Ok((principal, Some(key.id)))
     }
 
-    /// Makes `token` an admin token (from configuration); idempotent.
+    /// Whether a key still stands (unknown keys and database errors: no).
+    pub async fn key_is_live(&self, key: Option<Uuid>) -> bool {
+        let Some(key) = key else { return false };
+        matches!(
+            api_key::Entity::find_by_id(key).one(self.db.conn()).await,
+            Ok(Some(k)) if k.revoked_at.is_none()
+        )
+    }
+
+    /// Drops every cached token (e.g. after missing revocations while disconnected).
+    pub fn tokens_may_be_stale(&self) {
+        self.tokens.clear();
+    }
+
+    /// Revoked keys, as they are revoked here or (on PostgreSQL) on any replica.
+    pub fn revocations(&self) -> tokio::sync::broadcast::Receiver<Uuid> {
+        self.revoked.subscribe()
+    }
+
+    /// A key was revoked (here, or on another replica): its cached tokens go, and its
+    /// open websockets are told.
+    pub fn key_revoked(&self, key: Uuid) {
+        self.tokens.clear();
+        let _ = self.revoked.send(key);
+    }
+
+    /// Makes `token` the admin token (from configuration): every other admin credential is
+    /// revoked, so that a rotation takes effect with the restart. Idempotent. Nothing of
+    /// a configured token is stored in clear.
     pub async fn ensure_admin_token(&self, token: &str) -> BillingResult<()> {
         let hash = hash_token(token);
-        let exists = api_key::Entity::find()
+        let now = self.clock.now();
+        let txn = self.db.write().await?;
+        let revoked = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(Some(now)))
+            .filter(api_key::Column::Role.eq(Role::Admin.code()))
+            .filter(api_key::Column::TokenHash.ne(hash.as_str()))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&*txn)
+            .await?
+            .rows_affected;
+        let existing = api_key::Entity::find()
             .filter(api_key::Column::TokenHash.eq(hash.as_str()))
-            .one(self.db.conn())
+            .one(&*txn)
             .await?;
-        if exists.is_none() {
-            self.insert_key(Role::Admin, None, token).await?;
+        match existing {
+            Some(k) if k.role != Role::Admin.code() => {
+                return Err(BillingError::invalid(
+                    "BILLING_ADMIN_TOKEN is already another key's token",
+                ));
+            }
+            // Configured again after a rotation away from it.
+            Some(k) if k.revoked_at.is_some() => {
+                api_key::Entity::update_many()
+                    .col_expr(
+                        api_key::Column::RevokedAt,
+                        Expr::value(None::<DateTime<Utc>>),
+                    )
+                    .filter(api_key::Column::Id.eq(k.id))
+                    .exec(&*txn)
+                    .await?;
+            }
+            Some(_) => {}
+            None => {
+                api_key::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    role: Set(Role::Admin.code().to_owned()),
+                    customer_id: Set(None),
+                    token_hash: Set(hash),
+                    prefix: Set(String::new()),
+                    created_at: Set(now),
+                    revoked_at: Set(None),
+                    name: Set(None),
+                }
+                .insert(&*txn)
+                .await?;
+            }
+        }
+        txn.commit().await?;
+        if revoked > 0 {
+            tracing::info!(revoked, "earlier admin credentials revoked");
+            self.tokens.clear();
         }
         Ok(())
     }
@@ -182,7 +295,7 @@ impl Billing {
             return Ok(None);
         }
         let token = new_token("bk_admin_");
-        self.insert_key(Role::Admin, None, &token).await?;
+        self.insert_key(Role::Admin, None, &token, None).await?;
         Ok(Some(token))
     }
 
@@ -191,6 +304,7 @@ impl Billing {
         role: Role,
         customer_id: Option<Uuid>,
         token: &str,
+        name: Option<String>,
     ) -> BillingResult<ApiKey> {
         let model = api_key::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -200,6 +314,7 @@ impl Billing {
             prefix: Set(token.chars().take(12).collect()),
             created_at: Set(self.clock.now()),
             revoked_at: Set(None),
+            name: Set(name),
         }
         .insert(self.db.conn())
         .await?;
@@ -216,9 +331,37 @@ impl Billing {
         self.customer_model(customer_id).await?;
         let token = new_token("bk_cust_");
         let key = self
-            .insert_key(Role::Customer, Some(customer_id), &token)
+            .insert_key(Role::Customer, Some(customer_id), &token, None)
             .await?;
         Ok(IssuedKey { key, token })
+    }
+
+    /// Issues a service key (a project's backend); its token is returned once.
+    pub async fn create_service_key(
+        &self,
+        who: &Principal,
+        name: &str,
+    ) -> BillingResult<IssuedKey> {
+        who.require_admin()?;
+        let name = super::validate::text("name", name, 200)?;
+        let token = new_token("bk_svc_");
+        let key = self
+            .insert_key(Role::Service, None, &token, Some(name))
+            .await?;
+        Ok(IssuedKey { key, token })
+    }
+
+    /// Admin: the service keys, oldest first.
+    pub async fn service_keys(&self, who: &Principal) -> BillingResult<Vec<ApiKey>> {
+        who.require_admin()?;
+        api_key::Entity::find()
+            .filter(api_key::Column::Role.eq(Role::Service.code()))
+            .order_by_asc(api_key::Column::CreatedAt)
+            .all(self.db.conn())
+            .await?
+            .into_iter()
+            .map(|m| m.try_into().map_err(BillingError::from))
+            .collect()
     }
 
     pub async fn revoke_api_key(&self, who: &Principal, id: Uuid) -> BillingResult<ApiKey> {
@@ -228,13 +371,24 @@ impl Billing {
             .await?
             .ok_or_else(|| BillingError::not_found("API key", id))?;
         let key = if key.revoked_at.is_none() {
+            let txn = self.db.write().await?;
             let mut am: api_key::ActiveModel = key.into();
             am.revoked_at = Set(Some(self.clock.now()));
-            am.update(self.db.conn()).await?
+            let key = am.update(&*txn).await?;
+            if txn.get_database_backend() == DatabaseBackend::Postgres {
+                // Delivered to every replica when (and only if) the revocation commits.
+                txn.execute_unprepared(&format!(
+                    "SELECT pg_notify('{REVOCATION_CHANNEL}', '{}')",
+                    key.id
+                ))
+                .await?;
+            }
+            txn.commit().await?;
+            key
         } else {
             key
         };
-        self.tokens.clear();
+        self.key_revoked(key.id);
         Ok(key.try_into()?)
     }
 

@@ -470,7 +470,7 @@ impl Billing {
     pub async fn create_plan(&self, who: &Principal, input: NewPlan) -> BillingResult<Arc<Plan>> {
         who.require_admin()?;
         let name = validate::text("name", &input.name, 200)?;
-        let description = input.description.trim().to_owned();
+        let description = validate::description("description", &input.description)?;
         let specs: Vec<PhaseSpec> = input
             .phases
             .iter()
@@ -532,7 +532,7 @@ impl Billing {
             am.name = Set(validate::text("name", &name, 200)?);
         }
         if let Some(d) = changes.description {
-            am.description = Set(d.trim().to_owned());
+            am.description = Set(validate::description("description", &d)?);
         }
         if let Some(p) = changes.public {
             am.public = Set(p);

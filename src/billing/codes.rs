@@ -40,6 +40,8 @@ pub enum LimitKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
     Admin,
+    /// A project's backend: usage and limits for any customer.
+    Service,
     Customer,
 }
 
@@ -52,7 +54,7 @@ codes!(Interval { Interval::Hour => "HOUR", Interval::Month => "MONTH", Interval
 codes!(TierMode { TierMode::Volume => "VOLUME", TierMode::Graduated => "GRADUATED" });
 codes!(ProductKind { ProductKind::Package => "PACKAGE", ProductKind::MeteredResource => "METERED_RESOURCE" });
 codes!(LimitKind { LimitKind::Count => "COUNT", LimitKind::PerPeriod => "PER_PERIOD" });
-codes!(Role { Role::Admin => "ADMIN", Role::Customer => "CUSTOMER" });
+codes!(Role { Role::Admin => "ADMIN", Role::Service => "SERVICE", Role::Customer => "CUSTOMER" });
 
 /// Reads a stored code; a value outside the enum is a corrupted row, reported as such.
 pub fn parse<T: Code>(s: &str) -> Result<T, sea_orm::DbErr> {

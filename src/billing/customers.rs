@@ -111,7 +111,9 @@ fn clean_address(a: Address) -> BillingResult<Address> {
         city: validate::optional_text("address.city", a.city.as_deref(), 100)?,
         postal_code: validate::optional_text("address.postalCode", a.postal_code.as_deref(), 32)?,
         state: validate::optional_text("address.state", a.state.as_deref(), 100)?,
-        country: validate::optional_text("address.country", a.country.as_deref(), 64)?,
+        country: validate::optional_text("address.country", a.country.as_deref(), 64)?
+            .map(|c| validate::country("address.country", &c))
+            .transpose()?,
     })
 }
 
@@ -258,7 +260,7 @@ impl Billing {
     }
 
     pub async fn customer(&self, who: &Principal, id: Uuid) -> BillingResult<Customer> {
-        who.require_customer_access(id)?;
+        who.require_customer_read(id)?;
         Ok(self.customer_model(id).await?.into())
     }
 
@@ -282,7 +284,7 @@ impl Billing {
         after: Option<&str>,
         search: Option<&str>,
     ) -> BillingResult<CustomerPage> {
-        who.require_admin()?;
+        who.require_backend()?;
         if first > 500 {
             return Err(BillingError::invalid("first must be at most 500"));
         }
@@ -335,6 +337,7 @@ impl Billing {
         at: DateTime<Utc>,
     ) -> BillingResult<Customer> {
         who.require_admin()?;
+        let at = validate::instant("at", at)?;
         let current = self.customer_model(id).await?;
         let mut am: customer::ActiveModel = current.into();
         am.billing_start = Set(Some(super::phase::truncate_to_second(at)));

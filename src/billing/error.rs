@@ -35,6 +35,12 @@ pub enum BillingError {
     InvalidState(String),
     #[error("{0}")]
     LimitExceeded(String),
+    #[error("{0}")]
+    QueryTooComplex(String),
+    #[error("{0}")]
+    QueryTooDeep(String),
+    #[error("{0}")]
+    RateLimited(String),
     #[error("payment provider failed: {0}")]
     Provider(#[from] providers::ProviderError),
     #[error("internal error")]
@@ -58,6 +64,9 @@ impl BillingError {
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::InvalidState(_) => "INVALID_STATE",
             Self::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
+            Self::QueryTooDeep(_) => "QUERY_TOO_DEEP",
+            Self::RateLimited(_) => "RATE_LIMITED",
             Self::Provider(_) => "PAYMENT_PROVIDER_ERROR",
             Self::Db(_) => "INTERNAL_SERVER_ERROR",
         }

@@ -261,6 +261,7 @@ fn event_scope(who: &Principal, customer: Option<Uuid>) -> BillingResult<Option<
             who.require_customer_access(c)?;
             Ok(Some(c))
         }
+        (Principal::Service, _) => Err(BillingError::Forbidden),
         (Principal::Anonymous, _) => Err(BillingError::Unauthenticated),
     }
 }

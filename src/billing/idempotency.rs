@@ -26,6 +26,7 @@ pub enum Claim {
 pub fn scope_of(who: &Principal) -> String {
     match who {
         Principal::Admin => "admin".to_owned(),
+        Principal::Service => "service".to_owned(),
         Principal::Customer(id) => format!("customer:{id}"),
         Principal::Anonymous => "anonymous".to_owned(),
     }
@@ -46,11 +47,7 @@ impl Billing {
         operation: &str,
         hash: &str,
     ) -> BillingResult<Claim> {
-        if key.is_empty() || key.len() > 255 {
-            return Err(BillingError::invalid(
-                "idempotencyKey must be 1 to 255 characters",
-            ));
-        }
+        super::validate::idempotency_key(key)?;
         // Another call holding the key finishes within its provider timeout; wait that long.
         for _ in 0..1200 {
             let inserted = idempotency_key::ActiveModel {

@@ -35,6 +35,7 @@ pub struct Entitlement {
 
 fn metric(m: &str) -> BillingResult<String> {
     let m = m.trim();
+    super::validate::plain("metric", m, false)?;
     if m.is_empty() || m.len() > 64 {
         return Err(BillingError::invalid("metric must be 1 to 64 characters"));
     }
@@ -131,7 +132,7 @@ impl Billing {
         customer_id: Uuid,
         metric_name: &str,
     ) -> BillingResult<Entitlement> {
-        who.require_customer_access(customer_id)?;
+        who.require_customer_read(customer_id)?;
         let metric = metric(metric_name)?;
         let (plan, anchor) = self.governing(customer_id).await?;
         let limit = plan
@@ -152,7 +153,7 @@ impl Billing {
         metric_name: &str,
         quantity: i64,
     ) -> BillingResult<Entitlement> {
-        who.require_customer_access(customer_id)?;
+        who.require_backend()?;
         if quantity < 1 {
             return Err(BillingError::invalid("quantity must be at least 1"));
         }
@@ -162,6 +163,11 @@ impl Billing {
             .as_ref()
             .and_then(|p| p.limits.iter().find(|l| l.metric == metric))
             .cloned();
+        let Some(limit) = limit else {
+            // Nothing to hold: allowed, and nothing is stored.
+            return Ok(self.entitlement_of(customer_id, &metric, None, None, None));
+        };
+        let limit = Some(limit);
         let period = (limit.as_ref().map(|l| l.kind) == Some(LimitKind::PerPeriod))
             .then(|| self.period_start(anchor));
         let now = self.clock.now();
@@ -232,7 +238,8 @@ impl Billing {
         Ok(ent)
     }
 
-    /// Gives back `quantity` (a computation ended); never below zero.
+    /// Gives back `quantity` (a computation ended). Giving back more than is in use is
+    /// refused and changes nothing; a metric the plan does not limit holds nothing.
     pub async fn release_limit(
         &self,
         who: &Principal,
@@ -240,32 +247,44 @@ impl Billing {
         metric_name: &str,
         quantity: i64,
     ) -> BillingResult<Entitlement> {
-        who.require_customer_access(customer_id)?;
+        who.require_backend()?;
         if quantity < 1 {
             return Err(BillingError::invalid("quantity must be at least 1"));
         }
         let metric = metric(metric_name)?;
+        let (plan, anchor) = self.governing(customer_id).await?;
+        let Some(limit) = plan
+            .as_ref()
+            .and_then(|p| p.limits.iter().find(|l| l.metric == metric))
+            .cloned()
+        else {
+            return Ok(self.entitlement_of(customer_id, &metric, None, None, None));
+        };
+        let period = (limit.kind == LimitKind::PerPeriod).then(|| self.period_start(anchor));
         let txn = self.db.write().await?;
-        let released = limit_usage::Entity::update_many()
+        let mut give_back = limit_usage::Entity::update_many()
             .col_expr(
                 limit_usage::Column::Used,
                 Expr::col(limit_usage::Column::Used).sub(quantity),
             )
             .filter(limit_usage::Column::CustomerId.eq(customer_id))
             .filter(limit_usage::Column::Metric.eq(metric.as_str()))
-            .filter(limit_usage::Column::Used.gte(quantity))
-            .exec(&*txn)
-            .await?;
-        if released.rows_affected == 0 {
-            limit_usage::Entity::update_many()
-                .col_expr(limit_usage::Column::Used, Expr::value(0i64))
-                .filter(limit_usage::Column::CustomerId.eq(customer_id))
-                .filter(limit_usage::Column::Metric.eq(metric.as_str()))
-                .exec(&*txn)
-                .await?;
+            .filter(limit_usage::Column::Used.gte(quantity));
+        if let Some(p) = period {
+            // What an earlier period counted is no longer in use.
+            give_back = give_back.filter(limit_usage::Column::PeriodStart.eq(p));
+        }
+        let released = give_back.exec(&*txn).await?.rows_affected == 1;
+        let row = self.usage_row(&*txn, customer_id, &metric).await?;
+        let ent = self.entitlement_of(customer_id, &metric, Some(&limit), row, period);
+        if !released {
+            return Err(BillingError::invalid(format!(
+                "cannot release {quantity} {metric}: {} in use",
+                ent.used
+            )));
         }
         txn.commit().await?;
-        self.entitlement(who, customer_id, &metric).await
+        Ok(ent)
     }
 
     /// Refuses a move to a plan whose count limits are below what the customer uses now.

@@ -58,6 +58,10 @@ pub struct Billing {
     catalog: RwLock<Arc<Catalog>>,
     reload: Mutex<()>,
     pub(crate) tokens: access::TokenCache,
+    revoked: tokio::sync::broadcast::Sender<uuid::Uuid>,
+    /// One run of the billing clock at a time in this process: the test clock's inline
+    /// run and the background tick take turns.
+    clock_runner: Mutex<()>,
     events: tokio::sync::broadcast::Sender<()>,
     hub: events::EventHub,
 }
@@ -87,9 +91,23 @@ impl Billing {
             catalog: RwLock::new(Arc::new(catalog)),
             reload: Mutex::new(()),
             tokens: access::TokenCache::default(),
+            revoked: tokio::sync::broadcast::channel(256).0,
+            clock_runner: Mutex::new(()),
             events: tokio::sync::broadcast::channel(1024).0,
             hub: events::EventHub::default(),
         })
+    }
+
+    /// Runs the billing clock's jobs, after any run already in progress in this process.
+    pub async fn run_clock(&self) -> BillingResult<jobs::JobReport> {
+        let _one_at_a_time = self.clock_runner.lock().await;
+        self.run_jobs().await
+    }
+
+    /// Waits for a clock run in progress, then keeps the clock from running again
+    /// (shutdown).
+    pub async fn hold_clock(&self) {
+        std::mem::forget(self.clock_runner.lock().await);
     }
 
     /// The current catalog snapshot: cheap to take, consistent for as long as it is held.

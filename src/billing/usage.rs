@@ -60,7 +60,11 @@ pub fn counter_usage(previous: Option<Decimal>, reading: Decimal) -> Decimal {
 
 impl Billing {
     pub async fn record_usage(&self, who: &Principal, input: NewUsage) -> BillingResult<Usage> {
-        let sub = self.subscription(who, input.subscription_id).await?;
+        who.require_backend()?;
+        // A backend records for any customer: the role was the whole check.
+        let sub = self
+            .subscription(&Principal::Admin, input.subscription_id)
+            .await?;
         if !sub.status.grants_plan() {
             return Err(BillingError::InvalidState(format!(
                 "subscription {} is {}: usage is recorded only once it is paid",
@@ -80,6 +84,9 @@ impl Billing {
             )));
         }
         let value = validate::quantity("quantity", input.quantity)?;
+        if let Some(at) = input.at {
+            validate::instant("at", at)?;
+        }
         let now = self.clock.now();
         let at = truncate_to_second(input.at.unwrap_or(now));
         if at > now {
@@ -88,11 +95,7 @@ impl Billing {
             ));
         }
         if let Some(key) = &input.idempotency_key {
-            if key.is_empty() || key.len() > 255 {
-                return Err(BillingError::invalid(
-                    "idempotencyKey must be 1 to 255 characters",
-                ));
-            }
+            validate::idempotency_key(key)?;
             if let Some(existing) = self.usage_by_key(sub.id, key).await? {
                 return same_or_reused(existing, &input, at);
             }

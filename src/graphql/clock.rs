@@ -30,6 +30,7 @@ impl ClockMutation {
         to: DateTime<Utc>,
     ) -> async_graphql::Result<DateTime<Utc>> {
         ctx.principal().require_admin().gql()?;
+        let to = crate::billing::validate::instant("to", to).gql()?;
         let billing = ctx.billing()?;
         let clock = billing
             .clock
@@ -41,7 +42,7 @@ impl ClockMutation {
             .map_err(|now| BillingError::ClockBackwards(now.to_rfc3339()))
             .gql()?;
         // Every job runs as if that time had passed.
-        billing.run_jobs().await.gql()?;
+        billing.run_clock().await.gql()?;
         Ok(now)
     }
 }

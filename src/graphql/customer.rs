@@ -109,6 +109,8 @@ impl Customer {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<super::subscription::Subscription>> {
+        // A service key reads the customer, not its subscriptions.
+        ctx.principal().require_customer_access(self.0.id).gql()?;
         super::subscription::customer_subscriptions(ctx, self.0.id).await
     }
     /// Admin: the customer's API keys (never their tokens).
@@ -132,13 +134,19 @@ impl ApiKey {
     async fn role(&self) -> Role {
         match self.0.role {
             codes::Role::Admin => Role::Admin,
+            codes::Role::Service => Role::Service,
             codes::Role::Customer => Role::Customer,
         }
+    }
+    /// What a service key is for.
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
     }
     async fn customer_id(&self) -> Option<ID> {
         self.0.customer_id.map(|c| ID(c.to_string()))
     }
-    /// The token's first characters, to tell keys apart.
+    /// A generated token's first characters, to tell keys apart (empty for a configured
+    /// admin token).
     async fn prefix(&self) -> &str {
         &self.0.prefix
     }
@@ -155,7 +163,8 @@ impl ApiKey {
 pub struct ApiKeySecret {
     pub key: ApiKey,
     pub token: String,
-    pub customer: Customer,
+    /// The customer of a customer key; none for a service key.
+    pub customer: Option<Customer>,
 }
 
 /// Who the request's token is.
@@ -166,6 +175,7 @@ impl Viewer {
     async fn role(&self) -> Role {
         match self.0 {
             Principal::Admin => Role::Admin,
+            Principal::Service => Role::Service,
             Principal::Customer(_) => Role::Customer,
             Principal::Anonymous => Role::Anonymous,
         }
@@ -180,7 +190,7 @@ impl Viewer {
 }
 
 async fn load_customer(ctx: &Context<'_>, id: uuid::Uuid) -> async_graphql::Result<Customer> {
-    ctx.principal().require_customer_access(id).gql()?;
+    ctx.principal().require_customer_read(id).gql()?;
     let loader = ctx.data::<DataLoader<CustomerLoader>>()?;
     loader
         .load_one(id)
@@ -222,6 +232,12 @@ pub struct CustomerQuery;
 impl CustomerQuery {
     async fn viewer(&self, ctx: &Context<'_>) -> Viewer {
         Viewer(ctx.principal())
+    }
+
+    /// Admin: the service keys (never their tokens).
+    async fn service_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
+        let keys = ctx.billing()?.service_keys(&ctx.principal()).await.gql()?;
+        Ok(keys.into_iter().map(ApiKey).collect())
     }
 
     /// A customer: admins see any, a customer token only its own (others are NOT_FOUND).
@@ -339,7 +355,26 @@ impl CustomerMutation {
         Ok(ApiKeySecret {
             key: ApiKey(issued.key),
             token: issued.token,
-            customer: Customer(customer),
+            customer: Some(Customer(customer)),
+        })
+    }
+
+    /// Admin: issues a service key for a project's backend: it records usage, acquires
+    /// and releases limits for any customer, and reads customers and entitlements.
+    async fn create_service_key(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<ApiKeySecret> {
+        let issued = ctx
+            .billing()?
+            .create_service_key(&ctx.principal(), &name)
+            .await
+            .gql()?;
+        Ok(ApiKeySecret {
+            key: ApiKey(issued.key),
+            token: issued.token,
+            customer: None,
         })
     }
 

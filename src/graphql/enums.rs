@@ -58,6 +58,7 @@ pub enum LimitKind {
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     Admin,
+    Service,
     Customer,
     Anonymous,
 }

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod context;
+pub mod cost;
 pub mod customer;
 pub mod enums;
 pub mod error;
@@ -38,9 +39,7 @@ pub use subscription::SubscriptionRoot;
 
 pub type BillingSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Query limits: deep nesting and alias floods are refused before execution.
-pub const MAX_DEPTH: usize = 12;
-pub const MAX_COMPLEXITY: usize = 500;
+/// Operations in one batch request. The other query limits are in [`cost`].
 pub const MAX_BATCH: usize = 10;
 
 /// The schema's types and limits, without any runtime data: `billing schema` prints its
@@ -51,8 +50,11 @@ pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRo
         MutationRoot::default(),
         SubscriptionRoot,
     )
-    .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY)
+    // Measured first, without expanding fragments; the library's own checks (which
+    // expand them) then only ever see documents within these limits.
+    .extension(cost::CostLimits)
+    .limit_depth(cost::MAX_DEPTH as usize)
+    .limit_complexity(cost::MAX_COMPLEXITY as usize)
     .limit_recursive_depth(32)
     .limit_directives(8)
 }

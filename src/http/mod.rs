@@ -1,11 +1,17 @@
 //! HTTP transport: GraphQL over POST, GraphiQL, health and metrics.
 
+pub mod rate;
+pub mod ws;
+
 use std::sync::Arc;
 
+use async_graphql::ParseRequestError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
+use async_graphql::http::WebSocketProtocols;
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Request, Response, ServerError};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::rejection::GraphQLRejection;
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::{Path, WebSocketUpgrade};
@@ -25,12 +31,20 @@ pub struct AppState {
     pub schema: BillingSchema,
     pub billing: Arc<Billing>,
     pub introspection: IntrospectionPolicy,
+    pub ws_limits: ws::WsLimits,
+    pub sockets: Arc<ws::OpenSockets>,
+    /// Becomes true when the server starts shutting down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, max_body_bytes: usize, limits: Arc<rate::RateLimits>) -> Router {
+    let limited = axum::middleware::from_fn_with_state(limits, rate::limit);
     let mut app = Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
-        .route("/graphql/ws", get(websocket))
+        .route(
+            "/graphql",
+            get(graphiql).post(graphql).route_layer(limited.clone()),
+        )
+        .route("/graphql/ws", get(websocket).route_layer(limited))
         .route("/providers/{name}/webhook", post(webhook))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -76,41 +90,26 @@ async fn webhook(
 /// `connection_init` payload, as `{"Authorization": "Bearer …"}` or `{"token": "…"}`.
 async fn websocket(
     State(state): State<AppState>,
-    protocol: GraphQLProtocol,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> axum::response::Response {
-    let schema = state.schema.clone();
-    let billing = state.billing.clone();
+    let protocol = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+        });
+    let Some(protocol) = protocol else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Protocol must name graphql-transport-ws",
+        )
+            .into_response();
+    };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let token = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str())
-                        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned())
-                        .or_else(|| {
-                            payload
-                                .get("token")
-                                .and_then(|v| v.as_str())
-                                .map(str::to_owned)
-                        });
-                    let principal = billing
-                        .authenticate(token.as_deref())
-                        .await
-                        .map_err(|e| e.extend())?;
-                    if principal == Principal::Anonymous {
-                        return Err(BillingError::Unauthenticated.extend());
-                    }
-                    let mut data = async_graphql::Data::default();
-                    data.insert(principal);
-                    request_loaders(&billing, &mut data);
-                    Ok(data)
-                })
-                .serve()
-        })
+        .on_upgrade(move |socket| ws::serve(state, protocol, socket))
 }
 
 /// The bearer token of a request, if any.
@@ -122,7 +121,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
-fn error_response(status: StatusCode, err: &BillingError) -> axum::response::Response {
+pub(crate) fn error_response(status: StatusCode, err: &BillingError) -> axum::response::Response {
     let gql = err.extend();
     let server_error = ServerError::new(gql.message.clone(), None);
     let mut response = Response::from_errors(vec![ServerError {
@@ -137,6 +136,7 @@ fn error_response(status: StatusCode, err: &BillingError) -> axum::response::Res
 pub fn prepare(state: &AppState, principal: Principal, mut request: Request) -> Request {
     let allowed = match state.introspection {
         IntrospectionPolicy::All => true,
+        IntrospectionPolicy::Authenticated => principal != Principal::Anonymous,
         IntrospectionPolicy::Admin => principal.is_admin(),
         IntrospectionPolicy::Off => false,
     };
@@ -151,8 +151,21 @@ pub fn prepare(state: &AppState, principal: Principal, mut request: Request) -> 
 async fn graphql(
     State(state): State<AppState>,
     headers: HeaderMap,
-    req: GraphQLBatchRequest,
+    req: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> axum::response::Response {
+    let req = match req {
+        Ok(req) => req,
+        Err(GraphQLRejection(ParseRequestError::PayloadTooLarge)) => {
+            let e = BillingError::invalid("the request body is too large");
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, &e);
+        }
+        Err(GraphQLRejection(e)) => {
+            let e = BillingError::invalid(format!(
+                "the body is not a GraphQL request (JSON with a \"query\"): {e}"
+            ));
+            return error_response(StatusCode::BAD_REQUEST, &e);
+        }
+    };
     let principal = match state.billing.authenticate(bearer(&headers)).await {
         Ok(p) => p,
         Err(e @ BillingError::Db(_)) => {
@@ -181,25 +194,14 @@ async fn graphql(
     GraphQLResponse(response).into_response()
 }
 
-/// Gives every error a code: the domain's carry theirs; the rest come from parsing,
-/// validation and the query limits, before anything ran.
+/// Gives every error a code: the domain's and the query limits' carry theirs; the rest
+/// come from validating the document, before anything ran.
 fn with_codes(response: &mut Response) {
     for err in &mut response.errors {
-        let has_code = err
-            .extensions
-            .as_ref()
-            .is_some_and(|e| e.get("code").is_some());
-        if has_code {
-            continue;
+        let ext = err.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "BAD_USER_INPUT");
         }
-        let code = match err.message.as_str() {
-            "Query is too complex." => "QUERY_TOO_COMPLEX",
-            "Query is nested too deep." | "recursion limit exceeded." => "QUERY_TOO_DEEP",
-            _ => "BAD_USER_INPUT",
-        };
-        err.extensions
-            .get_or_insert_with(Default::default)
-            .set("code", code);
     }
 }
 
@@ -232,7 +234,11 @@ async fn metrics(State(state): State<AppState>) -> String {
     format!(
         "# HELP billing_sql_statements_total SQL statements executed since start-up.\n\
          # TYPE billing_sql_statements_total counter\n\
-         billing_sql_statements_total {}\n",
-        state.billing.db.statement_count()
+         billing_sql_statements_total {}\n\
+         # HELP billing_websocket_connections Open websocket connections.\n\
+         # TYPE billing_websocket_connections gauge\n\
+         billing_websocket_connections {}\n",
+        state.billing.db.statement_count(),
+        state.sockets.count()
     )
 }

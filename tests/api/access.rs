@@ -1,6 +1,7 @@
+use sea_orm::EntityTrait;
 use serde_json::json;
 
-use crate::helpers::{TestApp, three_phase_plan};
+use crate::helpers::{ADMIN_TOKEN, TestApp, three_phase_plan};
 
 #[tokio::test]
 async fn a_customer_token_sees_only_its_own_customer() {
@@ -248,4 +249,66 @@ async fn the_test_clock_moves_forward_only_and_only_for_admins() {
         )
         .await;
     anon.expect_code("UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn a_configured_admin_token_replaces_the_previous_one() {
+    let app = TestApp::spawn().await;
+    const NEXT: &str = "rotated-admin-token-abcdefghijklmnopqrstuvwxyz";
+    let short = app
+        .restart_with(|c| c.admin_token = Some("short-token".into()))
+        .await;
+    assert!(short.is_err(), "a short admin token is refused at start-up");
+    let restarted = app
+        .restart_with(|c| c.admin_token = Some(NEXT.into()))
+        .await
+        .expect("starts with the new token");
+    let ask = |base: String, token: &'static str| {
+        let client = app.client.clone();
+        async move {
+            let res = client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(token)
+                .json(&json!({ "query": "{ viewer { role } }" }))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = ask(restarted.base.clone(), ADMIN_TOKEN).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    let (_, body) = ask(restarted.base.clone(), NEXT).await;
+    assert_eq!(body["data"]["viewer"]["role"], "ADMIN", "{body}");
+    // Nothing of a configured token is stored in clear; generated ones keep a short prefix.
+    let keys = entity::api_key::Entity::find()
+        .all(app.billing.db.conn())
+        .await
+        .unwrap();
+    assert!(keys.iter().all(|k| k.prefix.is_empty()), "{keys:?}");
+}
+
+#[tokio::test]
+async fn introspection_needs_a_token_by_default() {
+    let app = TestApp::spawn_with(
+        |c| c.introspection = billing::config::Config::for_tests("", "").introspection,
+        Vec::new(),
+    )
+    .await;
+    let q = "{ __schema { queryType { name } } }";
+    let anon = app.anon(q, json!({})).await;
+    assert_eq!(
+        anon.body["data"]["__schema"],
+        serde_json::Value::Null,
+        "{}",
+        anon.body
+    );
+    let admin = app.admin(q, json!({})).await;
+    assert_eq!(admin.ok()["__schema"]["queryType"]["name"], "QueryRoot");
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let theirs = app.gql_as(Some(&token), q, json!({})).await;
+    assert_eq!(theirs.ok()["__schema"]["queryType"]["name"], "QueryRoot");
 }

@@ -201,3 +201,72 @@ async fn nested_customer_data_costs_constant_statements() {
     // customers, subscriptions, checkouts, customers, subscriptions: one query per level.
     assert_eq!(counts[0], 5, "{counts:?}");
 }
+
+#[tokio::test]
+async fn control_characters_long_names_bad_countries_and_far_instants_are_refused() {
+    let app = TestApp::spawn().await;
+    const CREATE: &str = "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id address { country } } }";
+    for (field, value) in [
+        ("name", "Ada\u{0}"),
+        ("name", "Ada\u{202E}nimda"),
+        ("externalId", "proj\u{1}"),
+        ("email", "ada\u{2066}@example.com"),
+    ] {
+        let mut input =
+            serde_json::json!({ "externalId": "p", "name": "Ada", "email": "ada@example.com" });
+        input[field] = serde_json::json!(value);
+        app.admin(CREATE, serde_json::json!({ "i": input }))
+            .await
+            .expect_code("BAD_USER_INPUT");
+    }
+    let long = "x".repeat(201);
+    app.admin(
+        CREATE,
+        serde_json::json!({ "i": { "externalId": "p", "name": long, "email": "ada@example.com" } }),
+    )
+    .await
+    .expect_code("BAD_USER_INPUT");
+    app.admin(CREATE, serde_json::json!({ "i": { "externalId": "p", "name": "Ada", "email": "ada@example.com", "address": { "country": "Neverland" } } }))
+        .await
+        .expect_code("BAD_USER_INPUT");
+    let ok = app
+        .admin(CREATE, serde_json::json!({ "i": { "externalId": "p", "name": "Ada", "email": "ada@example.com", "address": { "country": "de" } } }))
+        .await;
+    assert_eq!(ok.ok()["createCustomer"]["address"]["country"], "DE");
+    let id = ok.ok()["createCustomer"]["id"].as_str().unwrap().to_owned();
+    for at in [
+        "0000-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "+10000-01-01T00:00:00Z",
+    ] {
+        let res = app
+            .admin(
+                "mutation($c: ID!, $t: DateTime!) { setBillingStart(customerId: $c, at: $t) { id } }",
+                serde_json::json!({ "c": id, "t": at }),
+            )
+            .await;
+        res.expect_code("BAD_USER_INPUT");
+    }
+    // A metric and an idempotency key with a control character.
+    app.admin(
+        "mutation($c: ID!) { acquireLimit(customerId: $c, metric: \"cpu\\u0007\") { used } }",
+        serde_json::json!({ "c": id }),
+    )
+    .await
+    .expect_code("BAD_USER_INPUT");
+    // Decimals are written plainly.
+    for bad in ["1e5", "1_000", "+1", " 1"] {
+        let res = app
+            .anon(
+                "query($q: Decimal!) { quote(input: { planId: \"00000000-0000-0000-0000-000000000000\", productId: \"00000000-0000-0000-0000-000000000000\", currency: \"USD\", quantity: $q }) { matched } }",
+                serde_json::json!({ "q": bad }),
+            )
+            .await;
+        assert!(
+            res.expect_code("BAD_USER_INPUT")
+                .contains("not a decimal number"),
+            "{}",
+            res.body
+        );
+    }
+}

@@ -297,3 +297,294 @@ async fn subscribers_share_one_read_of_the_log() {
         cost[0]
     );
 }
+
+/// The close frame's code, within two seconds.
+async fn close_code(ws: &mut Ws) -> Option<u16> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+async fn open(base: &str) -> Ws {
+    let url = format!("{}/graphql/ws", base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("opens")
+        .0
+}
+
+async fn send(ws: &mut Ws, msg: Value) {
+    ws.send(Message::text(msg.to_string())).await.unwrap();
+}
+
+/// Issues a customer key and returns (key id, token).
+async fn issue_key(app: &TestApp, customer: &str) -> (String, String) {
+    let issued = app
+        .admin(
+            "mutation($c: ID!) { createApiKey(customerId: $c) { token key { id } } }",
+            json!({ "c": customer }),
+        )
+        .await;
+    let k = &issued.ok()["createApiKey"];
+    (
+        k["key"]["id"].as_str().unwrap().to_owned(),
+        k["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn revoke(base: &str, key: &str) {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "query": "mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }", "variables": { "id": key } }))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+}
+
+#[tokio::test]
+async fn revoking_a_key_closes_its_websockets_with_4403() {
+    let app = TestApp::spawn().await;
+    let customer = app.create_customer("c").await;
+    let (key, token) = issue_key(&app, &customer).await;
+    let (_other_key, other_token) = issue_key(&app, &customer).await;
+    let (mut ws, ack) = connect(&app.base, Some(&token)).await;
+    assert!(is_ack(&ack));
+    subscribe_events(&mut ws, "").await;
+    let (mut other, ack) = connect(&app.base, Some(&other_token)).await;
+    assert!(is_ack(&ack));
+    subscribe_events(&mut other, "").await;
+    let started = std::time::Instant::now();
+    revoke(&app.base, &key).await;
+    assert_eq!(close_code(&mut ws).await, Some(4403));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Another key of the same customer keeps its socket.
+    send(&mut other, json!({ "type": "ping" })).await;
+    let pong = tokio::time::timeout(Duration::from_secs(2), other.next()).await;
+    assert!(
+        matches!(&pong, Ok(Some(Ok(Message::Text(t)))) if t.contains("pong")),
+        "{pong:?}"
+    );
+}
+
+/// PostgreSQL only (it needs two server processes on one database): run with
+/// `TEST_DATABASE_URL=postgres://… cargo test --test api -- --include-ignored`.
+#[tokio::test]
+#[ignore = "PostgreSQL only: TEST_DATABASE_URL=postgres://… and --include-ignored"]
+async fn revocation_reaches_every_replica_within_a_second_on_postgres() {
+    let app = TestApp::spawn().await;
+    let replica = app
+        .replica()
+        .await
+        .expect("this test needs TEST_DATABASE_URL=postgres://… (two replicas)");
+    let customer = app.create_customer("c").await;
+    let (key, token) = issue_key(&app, &customer).await;
+    let (mut ws, ack) = connect(&replica.base, Some(&token)).await;
+    assert!(is_ack(&ack));
+    subscribe_events(&mut ws, "").await;
+    // The replica has the token cached now.
+    let ask = || {
+        reqwest::Client::new()
+            .post(format!("{}/graphql", replica.base))
+            .bearer_auth(&token)
+            .json(&json!({ "query": "{ viewer { role } }" }))
+            .send()
+    };
+    assert_eq!(ask().await.unwrap().status().as_u16(), 200);
+    let started = std::time::Instant::now();
+    revoke(&app.base, &key).await;
+    assert_eq!(close_code(&mut ws).await, Some(4403));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(ask().await.unwrap().status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn websockets_follow_the_protocol_close_codes() {
+    let app = TestApp::spawn_with(|c| c.ws_init_timeout_ms = 300, Vec::new()).await;
+    // No connection_init in time.
+    let mut idle = open(&app.base).await;
+    assert_eq!(close_code(&mut idle).await, Some(4408));
+    // Subscribing before the ack.
+    let mut early = open(&app.base).await;
+    send(&mut early, json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { billingEvents { kind } }" } })).await;
+    assert_eq!(close_code(&mut early).await, Some(4401));
+    // Not a protocol message.
+    let mut garbage = open(&app.base).await;
+    garbage.send(Message::text("not json")).await.unwrap();
+    assert_eq!(close_code(&mut garbage).await, Some(4400));
+    // A refused token.
+    let (_, refused) = connect(&app.base, Some("not-a-token")).await;
+    assert!(
+        matches!(&refused, Some(Message::Close(Some(f))) if u16::from(f.code) == 4403),
+        "{refused:?}"
+    );
+    // A subscription id already in use.
+    let (mut twice, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    subscribe_events(&mut twice, "").await;
+    subscribe_events(&mut twice, "").await;
+    assert_eq!(close_code(&mut twice).await, Some(4409));
+}
+
+#[tokio::test]
+async fn a_connection_holds_a_bounded_number_of_subscriptions_and_sockets_are_counted() {
+    let app = TestApp::spawn_with(|c| c.ws_max_subscriptions = 2, Vec::new()).await;
+    let gauge = || async {
+        let text = reqwest::get(format!("{}/metrics", app.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("billing_websocket_connections "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("gauge")
+    };
+    assert_eq!(gauge().await, 0);
+    let (mut ws, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    for id in ["a", "b", "c"] {
+        send(&mut ws, json!({ "id": id, "type": "subscribe", "payload": { "query": "subscription { billingEvents { kind } }" } })).await;
+    }
+    let refused = next_event(&mut ws).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "LIMIT_EXCEEDED",
+        "{refused}"
+    );
+    assert_eq!(gauge().await, 1);
+    // Ending one makes room.
+    send(&mut ws, json!({ "id": "a", "type": "complete" })).await;
+    send(&mut ws, json!({ "id": "d", "type": "subscribe", "payload": { "query": "subscription { billingEvents { kind } }" } })).await;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(300), ws.next()).await
+    {
+        assert!(!msg.to_string().contains("\"error\""), "{msg:?}");
+    }
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while gauge().await != 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the closed socket is no longer counted");
+}
+
+#[tokio::test]
+async fn shutdown_closes_websockets_with_1001_and_exits_promptly() {
+    let db = crate::helpers::TestDb::new().await;
+    let app = billing::startup::Application::build(billing::config::Config::for_tests(
+        db.url.clone(),
+        ADMIN_TOKEN,
+    ))
+    .await
+    .expect("starts");
+    let base = format!("http://{}", app.addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let (mut ws, ack) = connect(&base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    subscribe_events(&mut ws, "").await;
+    let started = std::time::Instant::now();
+    stop.send(()).unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(1001));
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops within 10 s")
+        .unwrap()
+        .expect("a clean stop");
+    eprintln!("shutdown took {:?}", started.elapsed());
+    // No longer accepting.
+    assert!(reqwest::get(format!("{base}/health")).await.is_err());
+}
+
+/// Clock runs in one process take turns: concurrent `advanceClock` calls (each runs the
+/// jobs inline, as the background tick does) all succeed and record one phase change.
+#[tokio::test]
+async fn concurrent_clock_runs_in_one_process_take_turns() {
+    let app = TestApp::spawn().await;
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    let plan = app
+        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
+        .await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let start = app.billing.clock.now();
+    let out = subscribe(&app, &token, &customer, &plan).await;
+    pay(
+        &app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    let to = (start + chrono::TimeDelta::days(45)).to_rfc3339();
+    let runs = (0..12).map(|_| {
+        app.admin(
+            "mutation($t: DateTime!) { advanceClock(to: $t) }",
+            json!({ "t": to }),
+        )
+    });
+    for res in futures_util::future::join_all(runs).await {
+        res.ok();
+    }
+    let kinds = crate::subscriptions::event_kinds(&app, &customer).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "PHASE_CHANGED").count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fragment_fan_out_over_a_websocket_is_refused_at_once() {
+    let app = TestApp::spawn().await;
+    let (mut ws, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    let mut doc = String::from(
+        "subscription { billingEvents { ...F27 } }\nfragment F0 on BillingEvent { kind cursor }\n",
+    );
+    for i in 1..=27 {
+        doc.push_str(&format!(
+            "fragment F{i} on BillingEvent {{ ...F{p} ...F{p} }}\n",
+            p = i - 1
+        ));
+    }
+    let started = std::time::Instant::now();
+    send(
+        &mut ws,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": doc } }),
+    )
+    .await;
+    let refused = next_event(&mut ws).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "QUERY_TOO_COMPLEX",
+        "{refused}"
+    );
+}

@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
 /// A fresh database: a temporary SQLite file, or a new PostgreSQL database on the server
 /// named by `TEST_DATABASE_URL`. Dropped with the test.
@@ -228,6 +228,22 @@ impl TestApp {
         });
     }
 
+    /// Another server process on this test's database (either engine), configured by
+    /// `configure`; an error when it refuses to start.
+    pub async fn restart_with(
+        &self,
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<Replica, billing::startup::AnyError> {
+        let mut config = Config::for_tests(self._db.url.clone(), ADMIN_TOKEN);
+        configure(&mut config);
+        let app = Application::build(config).await?;
+        let base = format!("http://{}", app.addr);
+        let server = tokio::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        });
+        Ok(Replica { base, server })
+    }
+
     pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
         self.post_json(token, &json!({ "query": query, "variables": variables }))
             .await
@@ -320,6 +336,20 @@ impl TestApp {
             .as_str()
             .expect("customer id")
             .to_owned()
+    }
+
+    /// A service key's token (a project's backend).
+    pub async fn service_token(&self, name: &str) -> String {
+        let res = self
+            .admin(
+                "mutation($n: String!) { createServiceKey(name: $n) { token key { role name } customer { id } } }",
+                json!({ "n": name }),
+            )
+            .await;
+        let issued = &res.ok()["createServiceKey"];
+        assert_eq!(issued["key"]["role"], "SERVICE");
+        assert_eq!(issued["customer"], Value::Null);
+        issued["token"].as_str().expect("token").to_owned()
     }
 
     pub async fn customer_token(&self, customer_id: &str) -> String {

@@ -70,3 +70,145 @@ async fn malformed_queries_get_a_code() {
         .await;
     res.expect_code("BAD_USER_INPUT");
 }
+
+/// `{ products { ...F27 } }` where each fragment spreads the one before twice: 2^28 fields
+/// from a kilobyte, that used to cost seconds of CPU before it was refused.
+fn fan_out(levels: usize) -> String {
+    let mut text =
+        format!("{{ products {{ ...F{levels} }} }}\nfragment F0 on Product {{ id name }}\n");
+    for i in 1..=levels {
+        text.push_str(&format!(
+            "fragment F{i} on Product {{ ...F{p} ...F{p} }}\n",
+            p = i - 1
+        ));
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_fragment_fan_out_is_refused_at_once() {
+    let app = TestApp::spawn().await;
+    let doc = fan_out(27);
+    let mut fastest = std::time::Duration::MAX;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let res = app.anon(&doc, json!({})).await;
+        fastest = fastest.min(started.elapsed());
+        assert_eq!(res.error_code(), Some("QUERY_TOO_COMPLEX"), "{}", res.body);
+        assert_eq!(res.body["data"], serde_json::Value::Null);
+    }
+    eprintln!("fan-out refused in {fastest:?}");
+    assert!(
+        fastest < std::time::Duration::from_millis(10),
+        "{fastest:?}"
+    );
+    // Within the limits, fragments work as before.
+    let small = app.anon(&fan_out(3), json!({})).await;
+    assert_eq!(small.ok()["products"], json!([]));
+}
+
+#[tokio::test]
+async fn health_answers_while_fan_outs_are_in_flight() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let doc = std::sync::Arc::new(fan_out(27));
+    let mut attackers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (app, doc) = (app.clone(), doc.clone());
+        attackers.spawn(async move {
+            for _ in 0..25 {
+                let res = app.anon(&doc, json!({})).await;
+                assert_eq!(res.error_code(), Some("QUERY_TOO_COMPLEX"));
+            }
+        });
+    }
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let res = app
+            .client
+            .get(format!("{}/health", app.base))
+            .send()
+            .await
+            .expect("health");
+        assert!(res.status().is_success());
+        slowest = slowest.max(started.elapsed());
+    }
+    while let Some(done) = attackers.join_next().await {
+        done.expect("attacker finished");
+    }
+    eprintln!("slowest /health under four fan-outs: {slowest:?}");
+    assert!(
+        slowest < std::time::Duration::from_millis(100),
+        "{slowest:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_gets_a_coded_error() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("content-type", "application/json")
+        .body("{ this is not json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 400);
+    let body: serde_json::Value = res.json().await.expect("a JSON answer");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn requests_over_the_rate_limits_get_429_with_retry_after() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.rate_limit_per_token = 5;
+            c.rate_limit_per_address = 12;
+        },
+        Vec::new(),
+    )
+    .await;
+    let ask = |token: Option<&'static str>| {
+        let mut req = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .json(&json!({ "query": "{ viewer { role } }" }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            ask(Some(crate::helpers::ADMIN_TOKEN))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let refused = ask(Some(crate::helpers::ADMIN_TOKEN)).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    // Another caller from the same address still gets through, until the address's limit.
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(ask(None).await.unwrap().status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 429],
+        "{statuses:?}"
+    );
+}

@@ -2,6 +2,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use sea_orm::EntityTrait;
+
 use crate::helpers::TestApp;
 use crate::subscriptions::{event_kinds, subscribe};
 
@@ -67,14 +69,22 @@ async fn a_hundred_concurrent_acquires_get_exactly_the_limit() {
         released.ok()["releaseLimit"],
         json!({ "used": 9, "allowed": true })
     );
-    // An unlimited metric is always allowed and still counted.
+    // An unlimited metric is always allowed, and nothing is stored for it.
     let free = app
         .admin(ACQUIRE, json!({ "c": customer, "m": "users" }))
         .await;
     assert_eq!(
         free.ok()["acquireLimit"],
-        json!({ "limit": null, "used": 1, "remaining": null, "allowed": true })
+        json!({ "limit": null, "used": 0, "remaining": null, "allowed": true })
     );
+    let stored = entity::limit_usage::Entity::find_by_id((
+        customer.parse::<uuid::Uuid>().unwrap(),
+        "users".to_owned(),
+    ))
+    .one(app.billing.db.conn())
+    .await
+    .unwrap();
+    assert!(stored.is_none(), "{stored:?}");
 }
 
 #[tokio::test]
@@ -84,11 +94,12 @@ async fn per_period_limits_reset_with_the_period_and_plan_changes_must_fit() {
     let (small, _) = limited_plan(&app, 1, "COUNT").await;
     let customer = app.create_customer("c").await;
     let token = app.customer_token(&customer).await;
+    let backend = app.service_token("backend").await;
     let sub = subscribe(&app, &token, &customer, &plan).await;
     let sub_id = sub["subscription"]["id"].as_str().unwrap().to_owned();
     for _ in 0..2 {
         app.gql_as(
-            Some(&token),
+            Some(&backend),
             ACQUIRE,
             json!({ "c": customer, "m": "computations" }),
         )
@@ -96,7 +107,7 @@ async fn per_period_limits_reset_with_the_period_and_plan_changes_must_fit() {
         .ok();
     }
     app.gql_as(
-        Some(&token),
+        Some(&backend),
         ACQUIRE,
         json!({ "c": customer, "m": "computations" }),
     )
@@ -121,7 +132,7 @@ async fn per_period_limits_reset_with_the_period_and_plan_changes_must_fit() {
     .ok();
     let again = app
         .gql_as(
-            Some(&token),
+            Some(&backend),
             ACQUIRE,
             json!({ "c": customer, "m": "computations" }),
         )
@@ -139,13 +150,14 @@ async fn usage_is_recorded_once_per_key_and_counters_become_rises() {
     let (plan, bandwidth) = limited_plan(&app, 5, "COUNT").await;
     let customer = app.create_customer("c").await;
     let token = app.customer_token(&customer).await;
+    let backend = app.service_token("backend").await;
     let sub = subscribe(&app, &token, &customer, &plan).await;
     let sub = sub["subscription"]["id"].as_str().unwrap().to_owned();
     let record = |reading: &str, key: &str| json!({ "i": { "subscriptionId": sub, "productId": bandwidth, "quantity": reading, "idempotencyKey": key } });
     const RECORD: &str =
         "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { id quantity reading } }";
     let first = app
-        .gql_as(Some(&token), RECORD, record("40", "r1"))
+        .gql_as(Some(&backend), RECORD, record("40", "r1"))
         .await
         .ok()["recordUsage"]
         .clone();
@@ -154,22 +166,22 @@ async fn usage_is_recorded_once_per_key_and_counters_become_rises() {
         (Some("40"), Some("40"))
     );
     let again = app
-        .gql_as(Some(&token), RECORD, record("40", "r1"))
+        .gql_as(Some(&backend), RECORD, record("40", "r1"))
         .await
         .ok()["recordUsage"]
         .clone();
     assert_eq!(again["id"], first["id"], "the same key records once");
-    app.gql_as(Some(&token), RECORD, record("41", "r1"))
+    app.gql_as(Some(&backend), RECORD, record("41", "r1"))
         .await
         .expect_code("IDEMPOTENCY_KEY_REUSED");
     let rise = app
-        .gql_as(Some(&token), RECORD, record("100", "r2"))
+        .gql_as(Some(&backend), RECORD, record("100", "r2"))
         .await
         .ok()["recordUsage"]
         .clone();
     assert_eq!(rise["quantity"], "60");
     let reset = app
-        .gql_as(Some(&token), RECORD, record("15", "r3"))
+        .gql_as(Some(&backend), RECORD, record("15", "r3"))
         .await
         .ok()["recordUsage"]
         .clone();
@@ -179,12 +191,12 @@ async fn usage_is_recorded_once_per_key_and_counters_become_rises() {
     );
 
     let future = json!({ "i": { "subscriptionId": sub, "productId": bandwidth, "quantity": "1", "at": "2999-01-01T00:00:00Z" } });
-    app.gql_as(Some(&token), RECORD, future)
+    app.gql_as(Some(&backend), RECORD, future)
         .await
         .expect_code("BAD_USER_INPUT");
     let negative =
         json!({ "i": { "subscriptionId": sub, "productId": bandwidth, "quantity": "-1" } });
-    app.gql_as(Some(&token), RECORD, negative)
+    app.gql_as(Some(&backend), RECORD, negative)
         .await
         .expect_code("BAD_USER_INPUT");
 }
@@ -209,6 +221,7 @@ async fn the_usage_summary_shows_included_amounts_and_overage_so_far() {
         .await;
     let customer = app.create_customer("c").await;
     let token = app.customer_token(&customer).await;
+    let backend = app.service_token("backend").await;
     let sub = subscribe(&app, &token, &customer, &plan).await;
     crate::subscriptions::pay(
         &app,
@@ -219,7 +232,7 @@ async fn the_usage_summary_shows_included_amounts_and_overage_so_far() {
     let sub = sub["subscription"]["id"].as_str().unwrap().to_owned();
     for gb in ["60", "90"] {
         app.gql_as(
-            Some(&token),
+            Some(&backend),
             "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { id } }",
             json!({ "i": { "subscriptionId": sub, "productId": bandwidth, "quantity": gb } }),
         )
@@ -240,4 +253,101 @@ async fn the_usage_summary_shows_included_amounts_and_overage_so_far() {
         res.ok()["usageSummary"],
         json!([{ "productId": bandwidth, "usage": "150", "included": "100", "overage": "50", "amount": "2.50", "currency": "USD" }])
     );
+}
+
+#[tokio::test]
+async fn only_backends_record_usage_and_hold_limits() {
+    let app = TestApp::spawn().await;
+    let (plan, bandwidth) = limited_plan(&app, 3, "COUNT").await;
+    let customer = app.create_customer("c").await;
+    let other = app.create_customer("other").await;
+    let token = app.customer_token(&customer).await;
+    let backend = app.service_token("project backend").await;
+    let sub = subscribe(&app, &token, &customer, &plan).await;
+    let sub = sub["subscription"]["id"].as_str().unwrap().to_owned();
+    let usage = json!({ "i": { "subscriptionId": sub, "productId": bandwidth, "quantity": "5" } });
+    const RECORD: &str = "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { quantity } }";
+    const RELEASE: &str = "mutation($c: ID!, $m: String!, $q: Int! = 1) { releaseLimit(customerId: $c, metric: $m, quantity: $q) { used } }";
+    let limit = json!({ "c": customer, "m": "computations" });
+
+    // The customer's key (a browser's) may do none of it, not even for itself.
+    app.gql_as(Some(&token), RECORD, usage.clone())
+        .await
+        .expect_code("FORBIDDEN");
+    app.gql_as(Some(&token), ACQUIRE, limit.clone())
+        .await
+        .expect_code("FORBIDDEN");
+    app.gql_as(Some(&token), RELEASE, limit.clone())
+        .await
+        .expect_code("FORBIDDEN");
+
+    // The service key does it for any customer, and reads customers and entitlements.
+    assert_eq!(
+        app.gql_as(Some(&backend), RECORD, usage).await.ok()["recordUsage"]["quantity"],
+        "5"
+    );
+    for _ in 0..2 {
+        app.gql_as(Some(&backend), ACQUIRE, limit.clone())
+            .await
+            .ok();
+    }
+    app.gql_as(
+        Some(&backend),
+        ACQUIRE,
+        json!({ "c": other, "m": "computations" }),
+    )
+    .await
+    .ok();
+    let read = app
+        .gql_as(
+            Some(&backend),
+            "query($c: ID!) { viewer { role } customer(id: $c) { id } entitlement(customerId: $c, metric: \"computations\") { used } }",
+            json!({ "c": customer }),
+        )
+        .await;
+    assert_eq!(
+        read.ok(),
+        &json!({ "viewer": { "role": "SERVICE" }, "customer": { "id": customer }, "entitlement": { "used": 2 } })
+    );
+
+    // Releasing more than is in use is refused and changes nothing.
+    let too_many = json!({ "c": customer, "m": "computations", "q": 3 });
+    app.gql_as(Some(&backend), RELEASE, too_many)
+        .await
+        .expect_code("BAD_USER_INPUT");
+    let one = json!({ "c": customer, "m": "computations", "q": 1 });
+    assert_eq!(
+        app.gql_as(Some(&backend), RELEASE, one).await.ok()["releaseLimit"]["used"],
+        1
+    );
+
+    // Nothing else.
+    for refused in [
+        "{ products { id } plans { id } }",
+        "mutation { createProduct(input: { name: \"x\", kind: PACKAGE, unitType: \"CORE\" }) { id } }",
+        "mutation { createServiceKey(name: \"another\") { token } }",
+    ] {
+        let res = app.gql_as(Some(&backend), refused, json!({})).await;
+        if refused.starts_with("mutation") {
+            res.expect_code("FORBIDDEN");
+        }
+    }
+    for customer_only in [
+        "query($c: ID!) { customer(id: $c) { subscriptions { id } } }",
+        "query($c: ID!) { invoices(customerId: $c) { edges { node { id } } } }",
+        "mutation($c: ID!) { createApiKey(customerId: $c) { token } }",
+        "mutation($c: ID!) { updatePaymentDetails(customerId: $c, returnUrl: \"https://x.io\") { url } }",
+    ] {
+        app.gql_as(Some(&backend), customer_only, json!({ "c": customer }))
+            .await
+            .expect_code("FORBIDDEN");
+    }
+    let events = app
+        .gql_as(
+            Some(&backend),
+            "query($c: ID!) { billingEvents(customerId: $c) { kind } }",
+            json!({ "c": customer }),
+        )
+        .await;
+    events.expect_code("FORBIDDEN");
 }

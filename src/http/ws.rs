@@ -1,0 +1,278 @@
+//! GraphQL over websockets (graphql-transport-ws), with the protocol's hygiene around
+//! async-graphql's session: a connection must send `connection_init` in time (4408),
+//! malformed messages close it (4400), subscribing before the ack is 4401, a refused
+//! token or a key revoked while connected is 4403, a reused subscription id is 4409, a
+//! connection holds a bounded number of subscriptions, and a shutdown closes with 1001.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_graphql::http::{WebSocketProtocols, WsMessage};
+use async_graphql::{Data, ErrorExtensions};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt, future};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::AppState;
+use crate::billing::{BillingError, Principal};
+use crate::graphql::loaders::request_loaders;
+
+/// Websocket limits, from configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct WsLimits {
+    pub init_timeout: Duration,
+    pub max_subscriptions: usize,
+}
+
+/// Open websocket connections of this process.
+#[derive(Default)]
+pub struct OpenSockets(AtomicUsize);
+
+impl OpenSockets {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct Counted(Arc<OpenSockets>);
+
+impl Counted {
+    fn new(open: Arc<OpenSockets>) -> Self {
+        open.0.fetch_add(1, Ordering::Relaxed);
+        Counted(open)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the connection has shown so far, shared by the input filter and the output loop.
+#[derive(Default)]
+struct Session {
+    acked: bool,
+    active: HashSet<String>,
+    key: Option<Uuid>,
+}
+
+enum Verdict {
+    Pass,
+    /// Answered here (an error for one subscription); not passed on.
+    Answer(String),
+    Close(u16, &'static str),
+}
+
+fn judge(session: &Mutex<Session>, text: &[u8], max_subscriptions: usize) -> Verdict {
+    let Ok(msg) = serde_json::from_slice::<Value>(text) else {
+        return Verdict::Close(4400, "Invalid message received");
+    };
+    let Some(kind) = msg.get("type").and_then(Value::as_str) else {
+        return Verdict::Close(4400, "Invalid message received");
+    };
+    let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+    match kind {
+        // graphql-transport-ws; `start`/`stop` are the legacy protocol's names.
+        "subscribe" | "start" => {
+            let Some(id) = msg.get("id").and_then(Value::as_str) else {
+                return Verdict::Close(4400, "Invalid message received");
+            };
+            if !s.acked {
+                return Verdict::Close(4401, "Unauthorized");
+            }
+            if s.active.contains(id) {
+                return Verdict::Close(4409, "Subscriber for this id already exists");
+            }
+            if s.active.len() >= max_subscriptions {
+                let e = BillingError::LimitExceeded(format!(
+                    "a connection may hold at most {max_subscriptions} subscriptions"
+                ))
+                .extend();
+                let payload =
+                    json!([{ "message": e.message, "extensions": { "code": "LIMIT_EXCEEDED" } }]);
+                return Verdict::Answer(
+                    json!({ "id": id, "type": "error", "payload": payload }).to_string(),
+                );
+            }
+            s.active.insert(id.to_owned());
+        }
+        "complete" | "stop" => {
+            if let Some(id) = msg.get("id").and_then(Value::as_str) {
+                s.active.remove(id);
+            }
+        }
+        "connection_init" | "ping" | "pong" | "connection_terminate" => {}
+        _ => return Verdict::Close(4400, "Invalid message received"),
+    }
+    Verdict::Pass
+}
+
+/// Notes what the server said: the ack, and subscriptions it ended.
+fn observe(session: &Mutex<Session>, text: &str) {
+    let Ok(msg) = serde_json::from_str::<Value>(text) else {
+        return;
+    };
+    let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+    match msg.get("type").and_then(Value::as_str) {
+        Some("connection_ack") => s.acked = true,
+        Some("complete" | "error") => {
+            if let Some(id) = msg.get("id").and_then(Value::as_str) {
+                s.active.remove(id);
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+        // The server is gone without a shutdown: nothing to wait for.
+        std::future::pending::<()>().await;
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    }))
+}
+
+pub async fn serve(state: AppState, protocol: WebSocketProtocols, socket: WebSocket) {
+    let _counted = Counted::new(state.sockets.clone());
+    let limits = state.ws_limits;
+    let billing = state.billing.clone();
+    // Listen before the token is checked, so that no revocation falls in between.
+    let mut revocations = billing.revocations();
+    let mut shutdown = state.shutdown.clone();
+    let session = Arc::new(Mutex::new(Session::default()));
+    let (mut sink, stream) = socket.split();
+    let (control_tx, mut control) = tokio::sync::mpsc::unbounded_channel::<Verdict>();
+
+    let input = {
+        let session = session.clone();
+        stream
+            .take_while(|res| future::ready(res.is_ok()))
+            .filter_map(|res| future::ready(res.ok()))
+            .filter_map(|msg| {
+                future::ready(match msg {
+                    Message::Text(t) => Some(Vec::from(t.as_bytes())),
+                    Message::Binary(b) => Some(b.to_vec()),
+                    _ => None,
+                })
+            })
+            .map(
+                move |bytes| match judge(&session, &bytes, limits.max_subscriptions) {
+                    Verdict::Pass => Some(bytes),
+                    other => {
+                        let stop = matches!(other, Verdict::Close(..));
+                        let _ = control_tx.send(other);
+                        (!stop).then(Vec::new)
+                    }
+                },
+            )
+            .take_while(|m| future::ready(m.is_some()))
+            .filter_map(|m| future::ready(m.filter(|b| !b.is_empty())))
+    };
+
+    let on_init = {
+        let (billing, session) = (billing.clone(), session.clone());
+        move |payload: Value| async move {
+            let token = payload
+                .get("Authorization")
+                .or_else(|| payload.get("authorization"))
+                .and_then(|v| v.as_str())
+                .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned())
+                .or_else(|| {
+                    payload
+                        .get("token")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                });
+            let (principal, key) = billing
+                .authenticate_key(token.as_deref())
+                .await
+                .map_err(|e| e.extend())?;
+            if principal == Principal::Anonymous {
+                return Err(BillingError::Unauthenticated.extend());
+            }
+            session.lock().unwrap_or_else(|p| p.into_inner()).key = key;
+            let mut data = Data::default();
+            data.insert(principal);
+            request_loaders(&billing, &mut data);
+            Ok(data)
+        }
+    };
+
+    let output = async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol)
+        .on_connection_init(on_init);
+    futures_util::pin_mut!(output);
+    let init_deadline = tokio::time::sleep(limits.init_timeout);
+    futures_util::pin_mut!(init_deadline);
+
+    let last = loop {
+        let acked = session.lock().unwrap_or_else(|p| p.into_inner()).acked;
+        tokio::select! {
+            biased;
+            () = stopping(&mut shutdown) => break Some(close(1001, "Server shutting down")),
+            revoked = revocations.recv() => {
+                let mine = session.lock().unwrap_or_else(|p| p.into_inner()).key;
+                let gone = match revoked {
+                    Ok(key) => Some(key) == mine,
+                    // Too many revocations at once to tell: ask again.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        mine.is_some() && !billing.key_is_live(mine).await
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
+                };
+                if gone {
+                    break Some(close(4403, "Forbidden"));
+                }
+            }
+            verdict = control.recv() => match verdict {
+                Some(Verdict::Answer(text)) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Verdict::Close(code, reason)) => break Some(close(code, reason)),
+                Some(Verdict::Pass) | None => {}
+            },
+            () = &mut init_deadline, if !acked => {
+                break Some(close(4408, "Connection initialisation timeout"));
+            }
+            msg = output.next() => match msg {
+                Some(WsMessage::Text(text)) => {
+                    observe(&session, &text);
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(WsMessage::Close(code, reason)) => {
+                    let acked = session.lock().unwrap_or_else(|p| p.into_inner()).acked;
+                    // The library's codes, as graphql-transport-ws names them.
+                    let code = match code {
+                        1002 if !acked => 4403,
+                        1002 => 4400,
+                        1011 => 4401,
+                        other => other,
+                    };
+                    break Some(close(code, &reason));
+                }
+                // The client went away, or closed a message our filter refused.
+                None => break control.try_recv().ok().and_then(|v| match v {
+                    Verdict::Close(code, reason) => Some(close(code, reason)),
+                    _ => None,
+                }),
+            },
+        }
+    };
+    if let Some(frame) = last {
+        let _ = sink.send(frame).await;
+    }
+    let _ = sink.close().await;
+}
