@@ -175,12 +175,10 @@ async fn admins_watch_everyone_and_bad_tokens_are_refused() {
 #[tokio::test]
 async fn events_cross_replicas_on_postgres() {
     let app = TestApp::spawn().await;
-    let Some(replica) = app.replica().await else {
-        eprintln!(
-            "events_cross_replicas_on_postgres: needs TEST_DATABASE_URL=postgres://…; skipped on SQLite"
-        );
-        return;
-    };
+    let replica = app
+        .replica()
+        .await
+        .expect("a PostgreSQL-only test: run it with TEST_DATABASE_URL=postgres://…");
     let (plan, _) = monthly_plan(&app, "0").await;
     let customer = app.create_customer("c").await;
     let (mut ws, ack) = connect(&replica.base, Some(ADMIN_TOKEN)).await;
@@ -206,12 +204,10 @@ async fn events_cross_replicas_on_postgres() {
 #[tokio::test]
 async fn two_clocks_record_one_phase_change_on_postgres() {
     let app = TestApp::spawn().await;
-    let Some(replica) = app.replica().await else {
-        eprintln!(
-            "two_clocks_record_one_phase_change_on_postgres: needs PostgreSQL; skipped on SQLite"
-        );
-        return;
-    };
+    let replica = app
+        .replica()
+        .await
+        .expect("a PostgreSQL-only test: run it with TEST_DATABASE_URL=postgres://…");
     let container = app.create_product("Container", "PACKAGE", None).await;
     let plan = app
         .create_plan(crate::helpers::three_phase_plan("Pro", &container))
@@ -383,10 +379,9 @@ async fn revoking_a_key_closes_its_websockets_with_4403() {
     );
 }
 
-/// PostgreSQL only (it needs two server processes on one database): run with
-/// `TEST_DATABASE_URL=postgres://… cargo test --test api -- --include-ignored`.
+/// PostgreSQL only (it needs two server processes on one database), like every test whose
+/// name ends in `_on_postgres`: on SQLite it fails, so `.ci/run` skips them there.
 #[tokio::test]
-#[ignore = "PostgreSQL only: TEST_DATABASE_URL=postgres://… and --include-ignored"]
 async fn revocation_reaches_every_replica_within_a_second_on_postgres() {
     let app = TestApp::spawn().await;
     let replica = app
