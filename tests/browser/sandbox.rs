@@ -151,3 +151,63 @@ async fn the_card_on_file_is_replaced_on_the_sandbox_payment_details_page() {
     browser.wait_for_text("Your card has been saved.").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_cancel_link_closes_the_checkout_and_lands_on_the_cancel_url() {
+    let app = TestApp::spawn().await;
+    let landing = Landing::start().await;
+    let plan = monthly_plan(&app, "10").await;
+    let customer = app.create_customer("browser-sandbox-abandon").await;
+    let sub = subscribe(&app, &customer, &plan, "sandbox", &landing).await;
+    let browser = Browser::start().await;
+
+    browser.open(&sub.checkout_url).await;
+    browser.wait_for_text("Pay 10.00").await;
+    browser.click_button("Cancel and go back").await;
+    browser.wait_for_url(&landing.url(CANCEL_PATH)).await;
+    browser
+        .wait_for_text(&format!("Landed on {CANCEL_PATH}"))
+        .await;
+    // Closed before the browser got back: the customer may choose again at once.
+    assert_eq!(status(&app, &sub.subscription).await, "INCOMPLETE_EXPIRED");
+    assert_eq!(
+        event_kinds(&app, &customer).await,
+        ["SUBSCRIPTION_CREATED", "SUBSCRIPTION_EXPIRED"]
+    );
+    // Back on the old page (history, a bookmark): it says it is closed and takes no card.
+    browser.open(&sub.checkout_url).await;
+    browser.wait_for_text("This checkout is closed.").await;
+    let again = subscribe(&app, &customer, &plan, "sandbox", &landing).await;
+    assert_ne!(again.subscription, sub.subscription);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_expired_checkout_page_says_so_and_leads_back() {
+    let app = TestApp::spawn().await;
+    let landing = Landing::start().await;
+    let plan = monthly_plan(&app, "10").await;
+    let customer = app.create_customer("browser-sandbox-expired").await;
+    let sub = subscribe(&app, &customer, &plan, "sandbox", &landing).await;
+    let later = (app.billing.clock.now() + chrono::TimeDelta::hours(24)).to_rfc3339();
+    app.admin(
+        "mutation($t: DateTime!) { advanceClock(to: $t) }",
+        serde_json::json!({ "t": later }),
+    )
+    .await
+    .ok();
+    assert_eq!(status(&app, &sub.subscription).await, "INCOMPLETE_EXPIRED");
+    let browser = Browser::start().await;
+
+    // Opened late: no card form, a plain notice and the way back.
+    browser.open(&sub.checkout_url).await;
+    let text = browser.wait_for_text("This checkout is closed.").await;
+    assert!(!text.contains("Pay 10.00"), "{text}");
+    browser.click("a[href]").await;
+    browser.wait_for_url(&landing.url(CANCEL_PATH)).await;
+    assert_eq!(
+        event_kinds(&app, &customer).await,
+        ["SUBSCRIPTION_CREATED", "SUBSCRIPTION_EXPIRED"]
+    );
+    browser.close().await;
+}
