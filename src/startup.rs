@@ -57,7 +57,10 @@ pub async fn run(cli: Cli) -> Result<(), AnyError> {
             Ok(())
         }
         Command::Demo => {
-            let app = Application::build(cli.config).await?;
+            // Beside a running server on the same database: never its port.
+            let mut config = cli.config;
+            config.bind.set_port(0);
+            let app = Application::build(config).await?;
             crate::demo::load(&app.billing).await?;
             println!("demo catalog loaded");
             Ok(())

@@ -195,6 +195,11 @@ impl TestApp {
         Some(self.another_process().await)
     }
 
+    /// The test's database URL (for another process on it).
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub fn on_postgres(&self) -> bool {
         self._db.url.starts_with("postgres")
     }

@@ -5,6 +5,7 @@ mod access;
 mod catalog;
 mod chaos;
 mod customers;
+mod demo;
 mod events;
 mod helpers;
 mod invoices;
