@@ -24,8 +24,45 @@ use super::events::record;
 use super::gateway::within;
 use super::lifecycle::{self, Current, Policy, Trigger};
 use super::schedule::DUE_NOW;
-use super::subscriptions::Checkout;
 use super::webhooks::next_check;
+
+#[derive(Clone, Debug)]
+pub struct Checkout {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub provider: String,
+    pub provider_ref: String,
+    pub url: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub status: CheckoutStatus,
+    pub failure_reason: Option<String>,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<checkout::Model> for Checkout {
+    type Error = sea_orm::DbErr;
+    fn try_from(m: checkout::Model) -> Result<Self, Self::Error> {
+        Ok(Checkout {
+            id: m.id,
+            subscription_id: m.subscription_id,
+            provider: m.provider,
+            provider_ref: m.provider_ref,
+            url: m.url,
+            amount: m.amount.0,
+            currency: m.currency,
+            status: parse(&m.status)?,
+            failure_reason: m.failure_reason,
+            success_url: m.success_url,
+            cancel_url: m.cancel_url,
+            expires_at: m.expires_at,
+            created_at: m.created_at,
+        })
+    }
+}
 
 /// A checkout session to open at a provider.
 pub(crate) struct OpenCheckout<'a> {

@@ -51,14 +51,7 @@ const BILLED: [SubscriptionStatus; 3] = [
     SubscriptionStatus::PastDue,
 ];
 
-/// What happens when the last retry fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FinalFailure {
-    /// The subscription is canceled and the invoice marked uncollectible.
-    Cancel,
-    /// The invoice is marked uncollectible; the subscription stays past due.
-    Unpaid,
-}
+pub use super::lifecycle::FinalFailure;
 
 #[derive(Clone, Debug)]
 pub struct Dunning {

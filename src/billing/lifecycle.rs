@@ -17,9 +17,17 @@ use uuid::Uuid;
 use super::codes::{CloseReason, Code, EventKind, SubscriptionStatus};
 use super::error::{BillingError, BillingResult};
 use super::events::record;
-use super::invoicing::FinalFailure;
 use super::phase::PhaseKind;
 use super::schedule::{DUE_NOW, NEVER};
+
+/// What happens when the last retry fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalFailure {
+    /// The subscription is canceled and the invoice marked uncollectible.
+    Cancel,
+    /// The invoice is marked uncollectible; the subscription stays past due.
+    Unpaid,
+}
 
 /// What happened to a subscription.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
