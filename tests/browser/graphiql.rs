@@ -117,3 +117,53 @@ async fn graphiql_takes_the_query_and_headers_from_its_address() {
     only_local_resources(&browser, &app.base).await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn graphiql_assets_have_their_types_and_a_long_cache() {
+    let app = TestApp::spawn().await;
+    let page = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let assets: Vec<&str> = html
+        .split('"')
+        .filter(|s| s.starts_with("/graphql/assets/"))
+        .collect();
+    assert_eq!(assets.len(), 5, "{html}");
+    for path in assets {
+        let res = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let header = |name: &str| res.headers()[name].to_str().unwrap().to_owned();
+        let expected = if path.ends_with(".css") {
+            "text/css"
+        } else {
+            "text/javascript"
+        };
+        assert!(header("content-type").starts_with(expected), "{path}");
+        if path.ends_with("init.js") {
+            assert_eq!(header("cache-control"), "no-cache");
+        } else {
+            assert_eq!(
+                header("cache-control"),
+                "public, max-age=31536000, immutable"
+            );
+        }
+        assert!(!res.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    let missing = app
+        .client
+        .get(format!("{}/graphql/assets/nothing.js", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
