@@ -1,5 +1,6 @@
 //! HTTP transport: GraphQL over POST, GraphiQL, health and metrics.
 
+pub mod graphiql;
 pub mod rate;
 pub mod ws;
 
@@ -7,7 +8,6 @@ use std::sync::Arc;
 
 use async_graphql::ParseRequestError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::http::GraphiQLSource;
 use async_graphql::http::WebSocketProtocols;
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Request, Response, ServerError};
 use async_graphql_axum::rejection::GraphQLRejection;
@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::{Path, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -42,9 +42,12 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: Arc<rate::RateLimi
     let mut app = Router::new()
         .route(
             "/graphql",
-            get(graphiql).post(graphql).route_layer(limited.clone()),
+            get(graphiql::page)
+                .post(graphql)
+                .route_layer(limited.clone()),
         )
         .route("/graphql/ws", get(websocket).route_layer(limited))
+        .route("/graphql/assets/{name}", get(graphiql::asset))
         .route("/providers/{name}/webhook", post(webhook))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -203,16 +206,6 @@ fn with_codes(response: &mut Response) {
             ext.set("code", "BAD_USER_INPUT");
         }
     }
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Billing GraphiQL")
-            .finish(),
-    )
 }
 
 async fn health(State(state): State<AppState>) -> axum::response::Response {

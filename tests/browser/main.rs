@@ -11,6 +11,7 @@
 mod helpers;
 
 mod flows;
+mod graphiql;
 mod harness;
 mod sandbox;
 mod stripe;
