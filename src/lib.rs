@@ -8,3 +8,4 @@ pub mod demo;
 pub mod graphql;
 pub mod http;
 pub mod startup;
+pub mod telemetry;

@@ -110,6 +110,8 @@ impl Application {
             &config.default_currency,
         )
         .map_err(|e| e.to_string())?;
+        // Once per process; every server in it renders the same recorder.
+        crate::telemetry::install();
         let listener = TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
         let public_url = config

@@ -101,6 +101,8 @@ impl Billing {
             .await?;
         let session = within(
             self.provider_timeout,
+            r.provider.name(),
+            "start_checkout",
             r.provider.start_checkout(CheckoutRequest {
                 customer_ref,
                 subscription_id: r.subscription_id.to_string(),

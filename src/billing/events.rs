@@ -120,6 +120,20 @@ impl Billing {
         let _ = self.events.send(());
     }
 
+    /// Hub lag: from each event's `created_at` (whole seconds, so up to a second too much)
+    /// to now. Under the test clock event times are not wall-clock times: nothing is
+    /// recorded.
+    fn observe_lag(&self, batch: &[BillingEvent]) {
+        if self.clock.as_test().is_some() {
+            return;
+        }
+        let now = Utc::now();
+        for e in batch {
+            let lag = (now - e.at).to_std().unwrap_or_default();
+            crate::telemetry::event_published(lag);
+        }
+    }
+
     /// Runs this process's event hub: on every wake-up (a local commit, a NOTIFY from
     /// another process, or the safety poll) it reads the new events once, in sequence
     /// order, and publishes them to all of this process's subscribers.
@@ -156,8 +170,10 @@ impl Billing {
                         // Sent before it is announced as published: a subscriber that sees
                         // the new position finds the batch in its channel, unless it
                         // subscribed after the send and must read the log.
-                        let _ = self.hub.batches.send(batch.into());
+                        let batch: Arc<[BillingEvent]> = batch.into();
+                        let _ = self.hub.batches.send(batch.clone());
                         self.hub.published.store(cursor, Ordering::Release);
+                        self.observe_lag(&batch);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "event hub cannot read the log"),

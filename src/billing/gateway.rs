@@ -2,7 +2,7 @@
 //! configured timeout, never inside a database transaction.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use entity::{customer, provider_customer};
 use providers::{CustomerInfo, PaymentOutcome, PaymentProvider, ProviderError, RefundRequest};
@@ -11,15 +11,22 @@ use uuid::Uuid;
 
 use super::Billing;
 use super::error::{BillingError, BillingResult};
+use crate::telemetry::{self, CallOutcome};
 
-/// Every provider call gives up after the configured timeout (the outcome is then unknown).
-pub(crate) async fn within<T>(
+/// Every provider call gives up after the configured timeout (the outcome is then unknown),
+/// and is measured: `billing_provider_call_duration_seconds{provider,call,outcome}`.
+pub(crate) async fn within<T: CallOutcome>(
     limit: Duration,
+    provider: &'static str,
+    call: &'static str,
     fut: impl Future<Output = Result<T, ProviderError>>,
 ) -> Result<T, ProviderError> {
-    tokio::time::timeout(limit, fut)
+    let started = Instant::now();
+    let result = tokio::time::timeout(limit, fut)
         .await
-        .unwrap_or(Err(ProviderError::Timeout))
+        .unwrap_or(Err(ProviderError::Timeout));
+    telemetry::provider_call(provider, call, &result, started.elapsed());
+    result
 }
 
 impl Billing {
@@ -49,7 +56,13 @@ impl Billing {
             email: c.email.clone(),
             phone: c.phone.clone(),
         };
-        let r = within(self.provider_timeout, provider.upsert_customer(&info)).await?;
+        let r = within(
+            self.provider_timeout,
+            provider.name(),
+            "upsert_customer",
+            provider.upsert_customer(&info),
+        )
+        .await?;
         // Through the writer like every write (on SQLite a write beside it can break a
         // transaction that read before it).
         let txn = self.db.write().await?;
@@ -99,7 +112,14 @@ impl Billing {
                     email: c.email.clone(),
                     phone: c.phone.clone(),
                 };
-                if let Err(e) = within(self.provider_timeout, p.upsert_customer(&info)).await {
+                if let Err(e) = within(
+                    self.provider_timeout,
+                    p.name(),
+                    "upsert_customer",
+                    p.upsert_customer(&info),
+                )
+                .await
+                {
                     tracing::warn!(provider = r.provider, error = %e, "could not update the provider's customer");
                 }
             }
@@ -114,7 +134,14 @@ impl Billing {
             let Ok(p) = self.providers.get(name) else {
                 continue;
             };
-            match within(self.provider_timeout, p.close_checkout(provider_ref)).await {
+            match within(
+                self.provider_timeout,
+                p.name(),
+                "close_checkout",
+                p.close_checkout(provider_ref),
+            )
+            .await
+            {
                 Ok(()) => tracing::info!(
                     provider = name,
                     checkout = provider_ref,
@@ -138,9 +165,14 @@ impl Billing {
         let Ok(p) = self.providers.get(provider) else {
             return unknown;
         };
-        within(self.provider_timeout, p.payment_status(provider_ref))
-            .await
-            .unwrap_or(unknown)
+        within(
+            self.provider_timeout,
+            p.name(),
+            "payment_status",
+            p.payment_status(provider_ref),
+        )
+        .await
+        .unwrap_or(unknown)
     }
 
     /// One refund call; an answer that may not have reached the provider is `Unknown`.
@@ -149,7 +181,7 @@ impl Billing {
         let Ok(p) = self.providers.get(provider) else {
             return unknown;
         };
-        match within(self.provider_timeout, p.refund(r)).await {
+        match within(self.provider_timeout, p.name(), "refund", p.refund(r)).await {
             Ok(outcome) => outcome,
             Err(ProviderError::Rejected(reason)) => PaymentOutcome::Failed {
                 provider_ref: None,

@@ -827,7 +827,15 @@ impl Billing {
         };
         let result = match &inv.payment_ref {
             // A charge was sent and is still unsettled: ask, don't charge twice.
-            Some(r) => within(self.provider_timeout, provider.payment_status(r)).await,
+            Some(r) => {
+                within(
+                    self.provider_timeout,
+                    provider.name(),
+                    "payment_status",
+                    provider.payment_status(r),
+                )
+                .await
+            }
             None => {
                 let Ok(customer_ref) = self
                     .provider_customer_ref(provider.as_ref(), customer)
@@ -837,6 +845,8 @@ impl Billing {
                 };
                 within(
                     self.provider_timeout,
+                    provider.name(),
+                    "charge",
                     provider.charge(ChargeRequest {
                         customer_ref,
                         amount: inv.total.0,

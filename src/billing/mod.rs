@@ -101,7 +101,10 @@ impl Billing {
     /// Runs the billing clock's jobs, after any run already in progress in this process.
     pub async fn run_clock(&self) -> BillingResult<jobs::JobReport> {
         let _one_at_a_time = self.clock_runner.lock().await;
-        self.run_jobs().await
+        let started = std::time::Instant::now();
+        let report = self.run_jobs().await;
+        crate::telemetry::clock_run(report.as_ref().ok(), started.elapsed());
+        report
     }
 
     /// Waits for a clock run in progress, then keeps the clock from running again

@@ -660,6 +660,8 @@ impl Billing {
             .await?;
         let session = within(
             self.provider_timeout,
+            provider.name(),
+            "payment_details_session",
             provider.payment_details_session(DetailsRequest {
                 customer_ref,
                 return_url,

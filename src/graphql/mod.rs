@@ -9,6 +9,7 @@ pub mod enums;
 pub mod error;
 pub mod invoice;
 pub mod loaders;
+pub mod observe;
 pub mod scalars;
 pub mod subscription;
 pub mod usage;
@@ -50,6 +51,8 @@ pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRo
         MutationRoot::default(),
         SubscriptionRoot,
     )
+    // Outermost: times and logs every operation, refusals included.
+    .extension(observe::Observe)
     // Measured first, without expanding fragments; the library's own checks (which
     // expand them) then only ever see documents within these limits.
     .extension(cost::CostLimits)

@@ -5,6 +5,7 @@ pub mod rate;
 pub mod ws;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_graphql::ParseRequestError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
@@ -25,6 +26,7 @@ use crate::billing::{Billing, BillingError, Principal};
 use crate::config::IntrospectionPolicy;
 use crate::graphql::loaders::request_loaders;
 use crate::graphql::{BillingSchema, MAX_BATCH};
+use crate::telemetry;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -156,32 +158,50 @@ async fn graphql(
     headers: HeaderMap,
     req: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> axum::response::Response {
+    let started = Instant::now();
+    // Refused before any operation runs: measured and logged here (the schema's extension
+    // does it for the rest).
+    let refused = |operation: Option<&str>, status: StatusCode, e: &BillingError| {
+        let response = error_response(status, e);
+        telemetry::graphql_request(
+            operation,
+            e.code(),
+            started.elapsed(),
+            Some(status.as_u16()),
+        );
+        response
+    };
     let req = match req {
         Ok(req) => req,
         Err(GraphQLRejection(ParseRequestError::PayloadTooLarge)) => {
             let e = BillingError::invalid("the request body is too large");
-            return error_response(StatusCode::PAYLOAD_TOO_LARGE, &e);
+            return refused(None, StatusCode::PAYLOAD_TOO_LARGE, &e);
         }
         Err(GraphQLRejection(e)) => {
             let e = BillingError::invalid(format!(
                 "the body is not a GraphQL request (JSON with a \"query\"): {e}"
             ));
-            return error_response(StatusCode::BAD_REQUEST, &e);
+            return refused(None, StatusCode::BAD_REQUEST, &e);
         }
+    };
+    let req = req.into_inner();
+    let named = match &req {
+        BatchRequest::Single(r) => r.operation_name.clone(),
+        BatchRequest::Batch(_) => Some("batch".to_owned()),
     };
     let principal = match state.billing.authenticate(bearer(&headers)).await {
         Ok(p) => p,
         Err(e @ BillingError::Db(_)) => {
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR, &e);
+            return refused(named.as_deref(), StatusCode::INTERNAL_SERVER_ERROR, &e);
         }
-        Err(e) => return error_response(StatusCode::UNAUTHORIZED, &e),
+        Err(e) => return refused(named.as_deref(), StatusCode::UNAUTHORIZED, &e),
     };
-    let batch = match req.into_inner() {
+    let batch = match req {
         BatchRequest::Single(r) => BatchRequest::Single(prepare(&state, principal, r)),
         BatchRequest::Batch(rs) if rs.len() > MAX_BATCH => {
             let e =
                 BillingError::invalid(format!("a batch may hold at most {MAX_BATCH} operations"));
-            return error_response(StatusCode::BAD_REQUEST, &e);
+            return refused(named.as_deref(), StatusCode::BAD_REQUEST, &e);
         }
         BatchRequest::Batch(rs) => BatchRequest::Batch(
             rs.into_iter()
@@ -222,9 +242,9 @@ async fn health(State(state): State<AppState>) -> axum::response::Response {
     }
 }
 
-/// Prometheus text format.
-async fn metrics(State(state): State<AppState>) -> String {
-    format!(
+/// Prometheus text format: this server's own lines, then the process's recorder.
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    let mut text = format!(
         "# HELP billing_sql_statements_total SQL statements executed since start-up.\n\
          # TYPE billing_sql_statements_total counter\n\
          billing_sql_statements_total {}\n\
@@ -233,5 +253,16 @@ async fn metrics(State(state): State<AppState>) -> String {
          billing_websocket_connections {}\n",
         state.billing.db.statement_count(),
         state.sockets.count()
+    );
+    if let Some(handle) = telemetry::handle() {
+        text.push_str(&handle.render());
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
     )
+        .into_response()
 }

@@ -66,6 +66,7 @@ pub async fn limit(
     request: Request,
     next: Next,
 ) -> Response {
+    let started = std::time::Instant::now();
     let address = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -74,6 +75,15 @@ pub async fn limit(
     if let Some(seconds) = limits.refuse(token, address) {
         let e = BillingError::RateLimited(format!("too many requests; try again in {seconds} s"));
         let mut response = super::error_response(StatusCode::TOO_MANY_REQUESTS, &e);
+        if request.method() == axum::http::Method::POST {
+            // A GraphQL request over HTTP, refused before its body was read.
+            crate::telemetry::graphql_request(
+                None,
+                "RATE_LIMITED",
+                started.elapsed(),
+                Some(StatusCode::TOO_MANY_REQUESTS.as_u16()),
+            );
+        }
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));

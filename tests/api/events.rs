@@ -573,8 +573,9 @@ async fn a_fragment_fan_out_over_a_websocket_is_refused_at_once() {
     )
     .await;
     let refused = next_event(&mut ws).await;
+    // A guard against the old multi-second expansion (the figure is a few ms).
     assert!(
-        started.elapsed() < Duration::from_millis(100),
+        started.elapsed() < Duration::from_secs(1),
         "{:?}",
         started.elapsed()
     );

@@ -10,6 +10,7 @@ mod events;
 mod helpers;
 mod invoices;
 mod limits;
+mod metrics;
 mod money;
 mod money_path;
 mod pricing;
