@@ -454,3 +454,39 @@ async fn canceling_an_unpaid_subscription_closes_its_checkout() {
     assert_eq!(subscription(&app, &sub).await["status"], "CANCELED");
     assert_closed(&app, &url).await;
 }
+
+#[tokio::test]
+async fn a_paid_plan_change_with_an_idempotency_key_opens_one_checkout() {
+    let app = TestApp::spawn().await;
+    let free = limited(&app, "Free", "0", 2).await;
+    let pro = limited(&app, "Pro", "30", 100).await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let sub = subscribe(&app, &token, &customer, &free).await["subscription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    const KEYED: &str = "mutation($s: ID!, $p: ID!, $k: String) {
+        changePlan(subscriptionId: $s, planId: $p, idempotencyKey: $k,
+                   successUrl: \"https://app.example/ok\", cancelUrl: \"https://app.example/no\") {
+            checkout { id url } } }";
+    let vars = json!({ "s": sub, "p": pro, "k": "upgrade-1" });
+    let first = app.gql_as(Some(&token), KEYED, vars.clone()).await;
+    let again = app.gql_as(Some(&token), KEYED, vars).await;
+    let first = first.ok()["changePlan"]["checkout"].clone();
+    assert_eq!(
+        again.ok()["changePlan"]["checkout"],
+        first,
+        "the retry replays the first answer"
+    );
+    // The first checkout is still the one to pay: a retry did not replace it.
+    assert_eq!(subscription(&app, &sub).await["checkout"]["status"], "OPEN");
+    let other = app
+        .gql_as(
+            Some(&token),
+            KEYED,
+            json!({ "s": sub, "p": free, "k": "upgrade-1" }),
+        )
+        .await;
+    other.expect_code("IDEMPOTENCY_KEY_REUSED");
+}
