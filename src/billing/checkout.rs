@@ -11,8 +11,8 @@ use providers::{CheckoutRequest, PaymentOutcome, PaymentProvider};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -82,6 +82,15 @@ pub(crate) struct OpenCheckout<'a> {
 /// 1, 2, 4, … minutes, at most an hour apart: about half a day in all).
 const CLOSED_CHECKS: i32 = 16;
 
+/// Which of a subscription's open checkouts to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Which {
+    All,
+    /// Only those that buy a plan change.
+    PlanChanges,
+    Only(Uuid),
+}
+
 /// Checkout sessions closed in a transaction, to close at their providers after it commits.
 pub(crate) type Closed = Vec<(String, String)>;
 
@@ -129,7 +138,13 @@ impl Billing {
             Some(_) => {
                 // The newest plan change wins: an older one still open is replaced.
                 closed = self
-                    .close_open(&*txn, now, r.subscription_id, CloseReason::Replaced, true)
+                    .close_open(
+                        &*txn,
+                        now,
+                        r.subscription_id,
+                        CloseReason::Replaced,
+                        Which::PlanChanges,
+                    )
                     .await?;
                 status.grants_plan() && r.plan_id != Some(sub.plan_id)
             }
@@ -173,38 +188,41 @@ impl Billing {
         Ok(m.try_into()?)
     }
 
-    /// Closes a subscription's checkouts that could still be paid (only its plan-change
-    /// ones with `plan_changes_only`), conditionally on their status. Returns the sessions
-    /// to close at their providers once the transaction commits.
+    /// Closes those of a subscription's checkouts that could still be paid (`which`),
+    /// conditionally on their status. Returns the sessions to close at their providers once
+    /// the transaction commits.
     pub(crate) async fn close_open(
         &self,
         db: &impl ConnectionTrait,
         now: DateTime<Utc>,
         subscription_id: Uuid,
         reason: CloseReason,
-        plan_changes_only: bool,
+        which: Which,
     ) -> BillingResult<Closed> {
-        let open = CheckoutStatus::OPEN.map(|s| s.code());
-        let mut find = checkout::Entity::find()
-            .filter(checkout::Column::SubscriptionId.eq(subscription_id))
-            .filter(checkout::Column::Status.is_in(open));
-        let mut close = checkout::Entity::update_many()
+        let mut open = Condition::all()
+            .add(checkout::Column::SubscriptionId.eq(subscription_id))
+            .add(checkout::Column::Status.is_in(CheckoutStatus::OPEN.map(|s| s.code())));
+        open = match which {
+            Which::All => open,
+            Which::PlanChanges => open.add(checkout::Column::PlanId.is_not_null()),
+            Which::Only(id) => open.add(checkout::Column::Id.eq(id)),
+        };
+        let found = checkout::Entity::find()
+            .filter(open.clone())
+            .all(db)
+            .await?;
+        if found.is_empty() {
+            return Ok(Closed::new());
+        }
+        checkout::Entity::update_many()
             .col_expr(
                 checkout::Column::Status,
                 Expr::value(reason.checkout_status().code()),
             )
             .col_expr(checkout::Column::UpdatedAt, Expr::value(now))
-            .filter(checkout::Column::SubscriptionId.eq(subscription_id))
-            .filter(checkout::Column::Status.is_in(open));
-        if plan_changes_only {
-            find = find.filter(checkout::Column::PlanId.is_not_null());
-            close = close.filter(checkout::Column::PlanId.is_not_null());
-        }
-        let found = find.all(db).await?;
-        if found.is_empty() {
-            return Ok(Closed::new());
-        }
-        close.exec(db).await?;
+            .filter(open)
+            .exec(db)
+            .await?;
         for c in &found {
             tracing::info!(checkout = %c.id, subscription = %subscription_id,
                 reason = reason.describe(), "checkout closed");
@@ -225,25 +243,16 @@ impl Billing {
         c: &checkout::Model,
         reason: CloseReason,
     ) -> BillingResult<Closed> {
-        if c.plan_id.is_some() {
-            let moved = checkout::Entity::update_many()
-                .col_expr(
-                    checkout::Column::Status,
-                    Expr::value(reason.checkout_status().code()),
-                )
-                .col_expr(checkout::Column::UpdatedAt, Expr::value(now))
-                .filter(checkout::Column::Id.eq(c.id))
-                .filter(checkout::Column::Status.is_in(CheckoutStatus::OPEN.map(|s| s.code())))
-                .exec(db)
-                .await?;
-            return Ok(if moved.rows_affected == 1 {
-                vec![(c.provider.clone(), c.provider_ref.clone())]
-            } else {
-                Closed::new()
-            });
+        match c.plan_id {
+            Some(_) => {
+                self.close_open(db, now, c.subscription_id, reason, Which::Only(c.id))
+                    .await
+            }
+            None => {
+                self.close_unpaid_in(db, now, c.subscription_id, reason)
+                    .await
+            }
         }
-        self.close_unpaid_in(db, now, c.subscription_id, reason)
-            .await
     }
 
     /// Ends an unpaid (`INCOMPLETE`) subscription and closes every checkout it has open.
@@ -272,7 +281,7 @@ impl Billing {
             )
             .await?;
         }
-        self.close_open(db, now, subscription_id, reason, false)
+        self.close_open(db, now, subscription_id, reason, Which::All)
             .await
     }
 

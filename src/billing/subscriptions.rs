@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::Billing;
 use super::access::Principal;
 use super::catalog::Plan;
-use super::checkout::{Closed, OpenCheckout};
+use super::checkout::{Closed, OpenCheckout, Which};
 use super::codes::{CloseReason, Code, EventKind, ProductKind, SubscriptionStatus, parse};
 use super::error::{BillingError, BillingResult};
 use super::events::record;
@@ -513,7 +513,7 @@ impl Billing {
                 }
                 // Nothing can be paid for it any more.
                 closed = self
-                    .close_open(&*txn, now, id, CloseReason::Canceled, false)
+                    .close_open(&*txn, now, id, CloseReason::Canceled, Which::All)
                     .await?;
             }
         }
@@ -628,7 +628,7 @@ impl Billing {
         self.write_plan_change(&*txn, now, &sub, plan.id).await?;
         // A plan change waiting for its payment is superseded by this one.
         let closed = self
-            .close_open(&*txn, now, id, CloseReason::Replaced, true)
+            .close_open(&*txn, now, id, CloseReason::Replaced, Which::PlanChanges)
             .await?;
         txn.commit().await?;
         self.announce_events();
