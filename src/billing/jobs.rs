@@ -9,6 +9,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 
 use super::Billing;
+use super::checkout::Which;
 use super::codes::{CheckoutStatus, CloseReason, Code, SubscriptionStatus};
 use super::error::BillingResult;
 use super::lifecycle::{self, Current, Trigger};
@@ -62,7 +63,6 @@ impl Billing {
                     PaymentOutcome::Pending { .. } | PaymentOutcome::Unknown { .. }
                 );
             let txn = self.db.write().await?;
-            let mut refund_queued = false;
             if waiting {
                 checkout::Entity::update_many()
                     .col_expr(
@@ -77,13 +77,11 @@ impl Billing {
                     .exec(&*txn)
                     .await?;
             } else {
-                refund_queued = self.apply_outcome(&txn, c, &outcome).await?;
+                // A refund it queues is sent by send_due_refunds below.
+                self.apply_outcome(&txn, c, &outcome).await?;
                 report.reconciled += 1;
             }
             txn.commit().await?;
-            if refund_queued {
-                self.announce_events();
-            }
         }
 
         // Cancellations scheduled for the end of a period that has ended.
@@ -109,7 +107,16 @@ impl Billing {
                 json!({ "atPeriodEnd": true }),
             )
             .await?;
+            // A plan change still waiting for its payment can no longer be paid.
+            let closed = match moved {
+                Some(_) => {
+                    self.close_open(&*txn, now, s.id, CloseReason::Canceled, Which::All)
+                        .await?
+                }
+                None => Vec::new(),
+            };
             txn.commit().await?;
+            self.close_at_providers(&closed).await;
             if moved.is_some() {
                 report.canceled += 1;
             }
