@@ -135,6 +135,10 @@ pub struct Config {
     /// After the last failed retry: `cancel` the subscription, or leave it `unpaid` (past due).
     #[arg(long, env = "BILLING_DUNNING_FINAL", default_value = "cancel", value_parser = ["cancel", "unpaid"])]
     pub dunning_final: String,
+    /// Credit left when a customer's last subscription ends: `refund` it through the
+    /// provider, or `keep` it for a later subscription.
+    #[arg(long, env = "BILLING_REFUND_CREDIT", default_value = "refund", value_parser = ["refund", "keep"])]
+    pub refund_credit: String,
     /// Seconds between runs of the billing clock's jobs.
     #[arg(long, env = "BILLING_JOBS_INTERVAL_SECS", default_value_t = 5)]
     pub jobs_interval_secs: u64,
@@ -207,6 +211,7 @@ impl Config {
             provider_timeout_ms: 1_000,
             dunning_retry_days: vec![1, 3, 5],
             dunning_final: "cancel".into(),
+            refund_credit: "refund".into(),
             jobs_interval_secs: 3600,
             ws_init_timeout_ms: 5_000,
             ws_max_subscriptions: 32,

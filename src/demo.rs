@@ -96,6 +96,7 @@ pub async fn load(billing: &Billing) -> BillingResult<()> {
         description: "Up to 3 computations, no card needed.".into(),
         public: true,
         tier_mode: TierMode::Volume,
+        recurring_billing: Default::default(),
         limits: vec![
             NewLimit {
                 metric: "computations".into(),
@@ -177,6 +178,7 @@ pub async fn load(billing: &Billing) -> BillingResult<()> {
         description: "14-day free trial, then 3 months at 20% off.".into(),
         public: true,
         tier_mode: TierMode::Graduated,
+        recurring_billing: Default::default(),
         limits: vec![
             NewLimit {
                 metric: "computations".into(),

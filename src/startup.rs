@@ -131,6 +131,7 @@ impl Application {
             Arc::new(SystemClock)
         };
         let settings = Settings {
+            refund_credit: config.refund_credit != "keep",
             default_currency,
             providers: registry,
             default_provider: config.default_provider.clone(),

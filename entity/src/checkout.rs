@@ -27,6 +27,8 @@ pub struct Model {
     /// The plan a plan-change checkout buys (None: the subscription's first checkout).
     pub plan_id: Option<Uuid>,
     pub updated_at: DateTimeUtc,
+    /// A change that must be paid first (JSON: plan and items it moves to); None otherwise.
+    pub change: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::Dec;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "customer")]
 pub struct Model {
@@ -24,6 +26,8 @@ pub struct Model {
     pub search_text: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The running balance of the credit ledger (`credit_entry`).
+    pub credit_balance: Dec,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

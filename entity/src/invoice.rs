@@ -22,6 +22,14 @@ pub struct Model {
     pub payment_ref: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Unique per subscription: `period-<k>`, `change-<id>`, `final`, `legacy-<k>`.
+    pub invoice_key: String,
+    /// `PERIOD`, `CHANGE` or `FINAL`.
+    pub kind: String,
+    /// Credit balance set against the total.
+    pub credit_applied: Dec,
+    /// What is left to collect: the total less the credit applied (never below zero).
+    pub amount_due: Dec,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

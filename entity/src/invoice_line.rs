@@ -20,6 +20,8 @@ pub struct Model {
     /// Rounded to the currency's minor units.
     pub amount: Dec,
     pub matched: bool,
+    /// Graduated lines: the tiers that priced units, as JSON `[{quantity, unitAmount, amount}]`.
+    pub tiers: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod checkout;
+pub mod credit_entry;
 pub mod customer;
 pub mod dec;
 pub mod event;
@@ -23,6 +24,7 @@ pub mod sandbox_record;
 pub mod setting;
 pub mod subscription;
 pub mod subscription_phase;
+pub mod subscription_version;
 pub mod usage_record;
 
 pub use dec::Dec;

@@ -14,6 +14,8 @@ pub struct Model {
     pub archived_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// `IN_ADVANCE` or `IN_ARREARS`: when MONTH prices are billed.
+    pub recurring_billing: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

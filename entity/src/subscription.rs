@@ -19,6 +19,10 @@ pub struct Model {
     pub next_billing_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The next period boundary to invoice (0: the checkout's invoice).
+    pub next_boundary: i32,
+    /// Billed before advance billing existed: this period's lines are all billed at its end.
+    pub legacy_period: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QueryOrder};
 use uuid::Uuid;
 
-use super::codes::{LimitKind, ProductKind, parse};
+use super::codes::{LimitKind, ProductKind, RecurringBilling, parse};
 use super::phase::{PhaseDuration, PhaseKind, PhaseSpec};
 use super::pricing::{Interval, PriceRule, TierMode};
 
@@ -85,6 +85,7 @@ pub struct Plan {
     pub description: String,
     pub public: bool,
     pub tier_mode: TierMode,
+    pub recurring_billing: RecurringBilling,
     pub archived_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -334,6 +335,7 @@ impl Catalog {
                 description: p.description,
                 public: p.public,
                 tier_mode: parse(&p.tier_mode)?,
+                recurring_billing: parse(&p.recurring_billing)?,
                 archived_at: p.archived_at,
                 created_at: p.created_at,
                 updated_at: p.updated_at,

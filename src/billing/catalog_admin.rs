@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::Billing;
 use super::access::Principal;
 use super::catalog::{CATALOG_VERSION_KEY, DEFAULT_PLAN_KEY, Package, Plan, Product};
-use super::codes::{Code, LimitKind, ProductKind, parse};
+use super::codes::{Code, LimitKind, ProductKind, RecurringBilling, parse};
 use super::error::{BillingError, BillingResult};
 use super::phase::{PhaseDuration, PhaseKind, PhaseSpec, validate_phases};
 use super::pricing::{Interval, PriceRule, TierMode, validate_tiers};
@@ -104,6 +104,7 @@ pub struct NewPlan {
     pub description: String,
     pub public: bool,
     pub tier_mode: TierMode,
+    pub recurring_billing: RecurringBilling,
     pub limits: Vec<NewLimit>,
     pub phases: Vec<NewPhase>,
     pub offered_to: Vec<Uuid>,
@@ -115,6 +116,7 @@ pub struct PlanChanges {
     pub description: Option<String>,
     pub public: Option<bool>,
     pub tier_mode: Option<TierMode>,
+    pub recurring_billing: Option<RecurringBilling>,
 }
 
 pub async fn stored_version(db: &impl ConnectionTrait) -> Result<String, DbErr> {
@@ -489,6 +491,7 @@ impl Billing {
             description: Set(description),
             public: Set(input.public),
             tier_mode: Set(input.tier_mode.code().to_owned()),
+            recurring_billing: Set(input.recurring_billing.code().to_owned()),
             archived_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
@@ -536,6 +539,9 @@ impl Billing {
         }
         if let Some(p) = changes.public {
             am.public = Set(p);
+        }
+        if let Some(b) = changes.recurring_billing {
+            am.recurring_billing = Set(b.code().to_owned());
         }
         if let Some(m) = changes.tier_mode {
             am.tier_mode = Set(m.code().to_owned());
@@ -962,7 +968,13 @@ impl Billing {
                 interval: parse(&p.interval)?,
             });
         }
-        validate_tiers(&rules).map_err(BillingError::invalid)
+        let mode = plan::Entity::find_by_id(plan_id)
+            .one(db)
+            .await?
+            .map(|p| parse(&p.tier_mode))
+            .transpose()?
+            .unwrap_or(TierMode::Volume);
+        validate_tiers(&rules, mode).map_err(BillingError::invalid)
     }
 }
 

@@ -69,8 +69,10 @@ pub(crate) struct OpenCheckout<'a> {
     pub provider: Arc<dyn PaymentProvider>,
     pub customer: &'a customer::Model,
     pub subscription_id: Uuid,
-    /// The plan a plan-change checkout buys; None for a subscription's first checkout.
+    /// The plan a change's checkout buys; None for a subscription's first checkout.
     pub plan_id: Option<Uuid>,
+    /// The change it buys (plan and items); None for a subscription's first checkout.
+    pub change: Option<super::changes::Target>,
     pub amount: Decimal,
     pub description: String,
     pub success_url: String,
@@ -146,7 +148,7 @@ impl Billing {
                         Which::PlanChanges,
                     )
                     .await?;
-                status.grants_plan() && r.plan_id != Some(sub.plan_id)
+                status.grants_plan()
             }
         };
         let initial = if still_wanted {
@@ -173,6 +175,10 @@ impl Billing {
             created_at: Set(now),
             updated_at: Set(now),
             plan_id: Set(r.plan_id),
+            change: Set(r
+                .change
+                .as_ref()
+                .map(|t| serde_json::to_string(t).unwrap_or_default())),
         }
         .insert(&*txn)
         .await?;
@@ -357,7 +363,7 @@ impl Billing {
         // What the payment is for must still be wanted, or the money goes back.
         let waits = match c.plan_id {
             None => sub_status == SubscriptionStatus::Incomplete,
-            Some(plan_id) => sub_status.grants_plan() && sub.plan_id != plan_id,
+            Some(_) => sub_status.grants_plan(),
         };
         let (next, reason) = match outcome {
             PaymentOutcome::Succeeded { .. } if !waits => (
@@ -413,8 +419,34 @@ impl Billing {
                     event(EventKind::PaymentSucceeded, amount.clone()).await?;
                 }
                 match c.plan_id {
-                    None => self.activate(db, now, &sub).await?,
-                    Some(plan_id) => self.write_plan_change(db, now, &sub, plan_id).await?,
+                    None => {
+                        self.activate(db, now, &sub).await?;
+                        self.issue_opening(db, now, sub.id, c.amount.0).await?;
+                    }
+                    Some(plan_id) => {
+                        // Computed at the instant it was paid; what it took beyond is credit.
+                        let target = c
+                            .change
+                            .as_deref()
+                            .and_then(|t| serde_json::from_str(t).ok())
+                            .unwrap_or(super::changes::Target {
+                                plan_id,
+                                items: None,
+                            });
+                        let applied = self
+                            .apply_change(db, now, sub.id, &target, c.amount.0, None, c.id)
+                            .await?;
+                        if applied.is_none() {
+                            return self
+                                .queue_refund(
+                                    db,
+                                    now,
+                                    &c,
+                                    "the subscription ended before its change was made",
+                                )
+                                .await;
+                        }
+                    }
                 }
             }
             CheckoutStatus::Failed => {

@@ -1,5 +1,6 @@
 //! The stored and API spellings of the domain's enumerations.
 
+use super::invoice::LineKind;
 use super::phase::{DurationUnit, PhaseKind};
 use super::pricing::{Interval, TierMode};
 
@@ -29,6 +30,15 @@ pub enum ProductKind {
     MeteredResource,
 }
 
+/// When a plan bills its MONTH prices: at the start of their period or at its end. HOUR
+/// prices and metered usage are always billed at the end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RecurringBilling {
+    #[default]
+    InAdvance,
+    InArrears,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LimitKind {
     /// A count of things that exist now (computations, users).
@@ -53,6 +63,7 @@ codes!(DurationUnit {
 codes!(Interval { Interval::Hour => "HOUR", Interval::Month => "MONTH", Interval::Unit => "UNIT" });
 codes!(TierMode { TierMode::Volume => "VOLUME", TierMode::Graduated => "GRADUATED" });
 codes!(ProductKind { ProductKind::Package => "PACKAGE", ProductKind::MeteredResource => "METERED_RESOURCE" });
+codes!(RecurringBilling { RecurringBilling::InAdvance => "IN_ADVANCE", RecurringBilling::InArrears => "IN_ARREARS" });
 codes!(LimitKind { LimitKind::Count => "COUNT", LimitKind::PerPeriod => "PER_PERIOD" });
 codes!(Role { Role::Admin => "ADMIN", Role::Service => "SERVICE", Role::Customer => "CUSTOMER" });
 
@@ -179,6 +190,35 @@ pub enum EventKind {
     InvoiceUncollectible,
     SubscriptionPastDue,
     PaymentRefunded,
+    /// A subscription's items (quantities or packages) changed.
+    ItemsChanged,
+}
+
+/// Why a customer's credit balance moved (`credit_entry.reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CreditReason {
+    /// An invoice with a negative total (a downgrade, a cancel now): its total became credit.
+    InvoiceCredit,
+    /// Credit set against an invoice.
+    Applied,
+    /// A payment took more than its invoice came to (the invoice was computed when the
+    /// payment succeeded): the difference.
+    Overpayment,
+    /// Given back through the provider when the customer's last subscription ended.
+    Refunded,
+    /// A refund of credit that the provider refused: the credit is the customer's again.
+    RefundFailed,
+}
+
+/// What an invoice is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InvoiceKind {
+    /// A period boundary: the arrears of the period that ended, the advance of the next.
+    Period,
+    /// A change mid-period: prorations.
+    Change,
+    /// A cancel now: arrears up to the instant, credit for the unused advance part.
+    Final,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -213,7 +253,18 @@ codes!(EventKind {
     EventKind::PhaseChanged => "PHASE_CHANGED", EventKind::InvoiceIssued => "INVOICE_ISSUED",
     EventKind::InvoicePaid => "INVOICE_PAID", EventKind::InvoiceUncollectible => "INVOICE_UNCOLLECTIBLE",
     EventKind::SubscriptionPastDue => "SUBSCRIPTION_PAST_DUE", EventKind::PaymentRefunded => "PAYMENT_REFUNDED",
+    EventKind::ItemsChanged => "ITEMS_CHANGED",
 });
+codes!(CreditReason {
+    CreditReason::InvoiceCredit => "INVOICE_CREDIT", CreditReason::Applied => "APPLIED",
+    CreditReason::Overpayment => "OVERPAYMENT", CreditReason::Refunded => "REFUNDED",
+    CreditReason::RefundFailed => "REFUND_FAILED",
+});
+codes!(LineKind {
+    LineKind::Recurring => "RECURRING", LineKind::Metered => "METERED", LineKind::Prepaid => "PREPAID",
+    LineKind::Proration => "PRORATION",
+});
+codes!(InvoiceKind { InvoiceKind::Period => "PERIOD", InvoiceKind::Change => "CHANGE", InvoiceKind::Final => "FINAL" });
 codes!(InvoiceStatus {
     InvoiceStatus::Draft => "DRAFT", InvoiceStatus::Open => "OPEN", InvoiceStatus::Paid => "PAID",
     InvoiceStatus::Void => "VOID", InvoiceStatus::Uncollectible => "UNCOLLECTIBLE",

@@ -35,6 +35,8 @@ pub struct Customer {
     pub currency: String,
     pub region: Option<String>,
     pub billing_start: Option<DateTime<Utc>>,
+    /// Credit set against later invoices first (see `credit`).
+    pub credit_balance: rust_decimal::Decimal,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -42,6 +44,7 @@ pub struct Customer {
 impl From<customer::Model> for Customer {
     fn from(m: customer::Model) -> Self {
         Customer {
+            credit_balance: m.credit_balance.0,
             id: m.id,
             external_id: m.external_id,
             name: m.name,
@@ -183,6 +186,7 @@ impl Billing {
             billing_start: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            credit_balance: Set(entity::Dec(rust_decimal::Decimal::ZERO)),
         };
         match model.insert(self.db.conn()).await {
             Ok(m) => Ok(m.into()),

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::money::{prorate, round_to_currency};
 use super::phase::{PhaseKind, PhaseSpec, phase_at, phase_timeline, truncate_to_second};
-use super::pricing::{Interval, PriceRule, Resolution, TierMode, resolve_price};
+use super::pricing::{Interval, PriceRule, Resolution, TierCharge, TierMode, resolve_price};
 
 const SECONDS_PER_HOUR: i64 = 3600;
 
@@ -34,12 +34,18 @@ pub struct PlanTerms<'a> {
     pub tier_mode: TierMode,
 }
 
-/// A plan in force from `from` until the next span's `from` (a plan change cuts the period).
-/// The earliest span also covers any time before its `from`.
+/// A configuration (plan and items) in force from `from` until the next span's `from` (a
+/// plan or items change cuts the period). The earliest span also covers any time before its
+/// `from`.
 #[derive(Clone, Copy, Debug)]
 pub struct PlanSpan<'a> {
     pub from: DateTime<Utc>,
     pub terms: PlanTerms<'a>,
+    /// The items in force; `None`: [`InvoiceInput::items`].
+    pub items: Option<&'a [Item]>,
+    /// The plan bills its MONTH prices in advance (`IN_ADVANCE`): such lines are flagged
+    /// [`Line::advance`].
+    pub advance: bool,
 }
 
 /// Included amounts (GB) that a package item brings, already multiplied by the item's quantity.
@@ -149,8 +155,12 @@ pub struct InvoiceInput<'a> {
 pub enum LineKind {
     Recurring,
     Metered,
-    /// Money paid in advance (the first checkout) set against recurring charges: negative.
+    /// Before advance billing: money paid at the first checkout set against recurring
+    /// charges (negative). Only invoices issued before it carry these lines.
     Prepaid,
+    /// A change mid-period: the unused part of an advance line already billed (negative),
+    /// or the new configuration's advance line for the rest of the period (positive).
+    Proration,
 }
 
 /// One invoice line: one item or metered product over one slice.
@@ -184,6 +194,46 @@ pub struct Line {
     pub unrounded: Decimal,
     /// `unrounded` rounded to the currency's minor units, half away from zero.
     pub amount: Decimal,
+    /// Billed at the start of its period: a MONTH price of a plan billed `IN_ADVANCE`.
+    /// HOUR prices, metered usage and unpriced lines are billed at the period's end.
+    pub advance: bool,
+    /// The tiers that priced the quantity, with their amounts for this line (recurring
+    /// lines: times the slice's fraction), unrounded.
+    pub tiers: Vec<TierCharge>,
+}
+
+impl Line {
+    /// The same line as a PRORATION line: as it is (a charge) or negated (a credit).
+    pub fn proration(&self, credit: bool) -> Line {
+        let sign = if credit {
+            Decimal::NEGATIVE_ONE
+        } else {
+            Decimal::ONE
+        };
+        Line {
+            kind: LineKind::Proration,
+            unrounded: self.unrounded * sign,
+            amount: self.amount * sign,
+            tiers: self
+                .tiers
+                .iter()
+                .map(|t| TierCharge {
+                    amount: t.amount * sign,
+                    ..t.clone()
+                })
+                .collect(),
+            ..self.clone()
+        }
+    }
+}
+
+/// The sum of rounded lines at the currency's scale.
+pub fn total_of(lines: &[Line], currency: &str) -> Decimal {
+    lines
+        .iter()
+        .fold(round_to_currency(Decimal::ZERO, currency), |sum, line| {
+            sum.saturating_add(line.amount)
+        })
 }
 
 /// The computed invoice: its lines (slice by slice in time order; within a slice the items in
@@ -334,22 +384,36 @@ struct Meter {
     pool: Option<IncludedResource>,
 }
 
-/// Included amounts left, one per [`IncludedResource`], shared by the products of a resource.
-struct Pools([Decimal; 3]);
+/// Included amounts, one per [`IncludedResource`], shared by the products of a resource:
+/// what is left at any time is the included amount of the items in force less all the usage
+/// of that resource since the period's start, never below zero (so an items change mid-period
+/// leaves the new items' amounts less what was used already).
+struct Pools {
+    included: [Decimal; 3],
+    used: [Decimal; 3],
+}
 
 impl Pools {
     fn new(items: &[Item]) -> Self {
-        let mut left = [Decimal::ZERO; 3];
+        let mut pools = Pools {
+            included: [Decimal::ZERO; 3],
+            used: [Decimal::ZERO; 3],
+        };
+        pools.set_items(items);
+        pools
+    }
+
+    /// The items in force changed: their included amounts apply from now on.
+    fn set_items(&mut self, items: &[Item]) {
         for resource in [
             IncludedResource::Storage,
             IncludedResource::Bandwidth,
             IncludedResource::BackupStorage,
         ] {
-            left[resource.index()] = items.iter().fold(Decimal::ZERO, |sum, item| {
+            self.included[resource.index()] = items.iter().fold(Decimal::ZERO, |sum, item| {
                 sum.saturating_add(item.included.get(resource).max(Decimal::ZERO))
             });
         }
-        Pools(left)
     }
 
     /// Takes what it can of `quantity` from the pool; answers the amount taken.
@@ -357,10 +421,13 @@ impl Pools {
         let Some(resource) = pool else {
             return Decimal::ZERO;
         };
-        let left = &mut self.0[resource.index()];
-        let taken = quantity.max(Decimal::ZERO).min(*left);
-        *left -= taken;
-        taken
+        let i = resource.index();
+        let quantity = quantity.max(Decimal::ZERO);
+        let left = self.included[i]
+            .saturating_sub(self.used[i])
+            .max(Decimal::ZERO);
+        self.used[i] = self.used[i].saturating_add(quantity);
+        quantity.min(left)
     }
 }
 
@@ -373,6 +440,22 @@ fn line(
     unrounded: Decimal,
     currency: &str,
 ) -> Line {
+    let scale = |amount: Decimal| {
+        if resolution.amount.is_zero() || unrounded == resolution.amount {
+            amount
+        } else {
+            // The tiers of a prorated line, prorated alike (multiply first, divide last).
+            amount.saturating_mul(unrounded) / resolution.amount
+        }
+    };
+    let tiers = resolution
+        .tiers
+        .iter()
+        .map(|t| TierCharge {
+            amount: scale(t.amount),
+            ..t.clone()
+        })
+        .collect();
     Line {
         kind,
         product_id,
@@ -389,6 +472,8 @@ fn line(
         matched: resolution.matched,
         unrounded,
         amount: round_to_currency(unrounded, currency),
+        advance: false,
+        tiers,
     }
 }
 
@@ -434,12 +519,33 @@ pub fn compute_invoice(input: &InvoiceInput<'_>) -> InvoiceDraft {
         .collect();
     usage.sort_by_key(|&(at, meter, _)| (at, meter));
 
-    let mut pools = Pools::new(input.items);
+    let items_of = |plan_index: usize| {
+        input
+            .plans
+            .get(plan_index)
+            .and_then(|span| span.items)
+            .unwrap_or(input.items)
+    };
+    // Before the charged window, the items in force at each usage record's instant.
+    let in_force = |at: DateTime<Utc>| {
+        let mut order: Vec<usize> = (0..input.plans.len()).collect();
+        order.sort_by_key(|&i| truncate_to_second(input.plans[i].from));
+        order
+            .iter()
+            .rev()
+            .find(|&&i| truncate_to_second(input.plans[i].from) <= at)
+            .or(order.first())
+            .copied()
+    };
+    let mut pools = Pools::new(in_force(period_start).map_or(input.items, items_of));
     let mut next = 0;
     // Usage before the charged window is not charged here, but it used up included amounts.
     while let Some(&(at, meter, quantity)) = usage.get(next) {
         if at >= charge_start {
             break;
+        }
+        if let Some(i) = in_force(at) {
+            pools.set_items(items_of(i));
         }
         pools.consume(meters[meter].pool, quantity);
         next += 1;
@@ -447,7 +553,10 @@ pub fn compute_invoice(input: &InvoiceInput<'_>) -> InvoiceDraft {
 
     let mut lines = Vec::new();
     for slice in &cut {
-        let terms = input.plans[slice.plan_index].terms;
+        let span = input.plans[slice.plan_index];
+        let terms = span.terms;
+        let items = items_of(slice.plan_index);
+        pools.set_items(items);
         let price = |product_id: Uuid, quantity: Decimal| {
             resolve_price(
                 terms.rules,
@@ -460,10 +569,10 @@ pub fn compute_invoice(input: &InvoiceInput<'_>) -> InvoiceDraft {
             )
         };
         let seconds = (slice.end - slice.start).num_seconds();
-        for item in input.items {
+        for item in items {
             let resolution = price(item.product_id, item.quantity);
             let unrounded = recurring_amount(&resolution, seconds, period_seconds);
-            lines.push(line(
+            let mut recurring = line(
                 LineKind::Recurring,
                 item.product_id,
                 slice,
@@ -471,7 +580,9 @@ pub fn compute_invoice(input: &InvoiceInput<'_>) -> InvoiceDraft {
                 resolution,
                 unrounded,
                 currency,
-            ));
+            );
+            recurring.advance = span.advance && recurring.interval == Some(Interval::Month);
+            lines.push(recurring);
         }
 
         let mut recorded = vec![Decimal::ZERO; meters.len()];
@@ -509,144 +620,8 @@ pub fn compute_invoice(input: &InvoiceInput<'_>) -> InvoiceDraft {
         }
     }
 
-    let total = lines
-        .iter()
-        .fold(round_to_currency(Decimal::ZERO, currency), |sum, line| {
-            sum.saturating_add(line.amount)
-        });
+    let total = total_of(&lines, currency);
     InvoiceDraft { lines, total }
-}
-
-/// Sets up to `available` of money paid in advance against the draft's recurring charges:
-/// one PREPAID line per product (negative, never beyond what that product's recurring lines
-/// charge), in the order the products first appear; the total is summed again. Amounts are
-/// already at the currency's scale, so the credit needs no rounding. Returns what it used;
-/// the rest is left for later invoices.
-pub fn apply_prepayment(draft: &mut InvoiceDraft, available: Decimal) -> Decimal {
-    // Per product, in order of first appearance: its first recurring line, the sum it
-    // charges and where its last slice ends.
-    let mut charged: Vec<(&Line, Decimal, DateTime<Utc>)> = Vec::new();
-    for l in draft.lines.iter().filter(|l| l.kind == LineKind::Recurring) {
-        match charged
-            .iter_mut()
-            .find(|(first, ..)| first.product_id == l.product_id)
-        {
-            Some((_, sum, end)) => {
-                *sum += l.amount;
-                *end = Ord::max(*end, l.end);
-            }
-            None => charged.push((l, l.amount, l.end)),
-        }
-    }
-    let mut left = available.max(Decimal::ZERO);
-    let mut credits = Vec::new();
-    for (first, sum, end) in charged {
-        let credit = sum.min(left);
-        if credit <= Decimal::ZERO {
-            continue;
-        }
-        left -= credit;
-        credits.push(Line {
-            kind: LineKind::Prepaid,
-            quantity: Decimal::ONE,
-            usage: Decimal::ZERO,
-            included: Decimal::ZERO,
-            unit_amount: -credit,
-            rule_id: None,
-            interval: None,
-            matched: true,
-            unrounded: -credit,
-            amount: -credit,
-            end,
-            ..first.clone()
-        });
-    }
-    let used = available.max(Decimal::ZERO) - left;
-    draft.lines.extend(credits);
-    // The credit lines add up to -used, so the total stays the sum of the lines. (Only
-    // when there is one: rust_decimal's 0.00 - 0 is 0, which would lose the scale.)
-    if !used.is_zero() {
-        draft.total -= used;
-    }
-    used
-}
-
-#[cfg(test)]
-mod prepayment {
-    use super::*;
-    use chrono::TimeZone;
-    use rust_decimal::dec;
-
-    fn line(kind: LineKind, product: u128, day: u32, amount: Decimal) -> Line {
-        let at = |d| Utc.with_ymd_and_hms(2027, 1, d, 0, 0, 0).unwrap();
-        Line {
-            kind,
-            product_id: Uuid::from_u128(product),
-            plan_index: 0,
-            phase: PhaseKind::Final,
-            start: at(day),
-            end: at(day + 10),
-            quantity: Decimal::ONE,
-            usage: Decimal::ZERO,
-            included: Decimal::ZERO,
-            unit_amount: amount,
-            rule_id: None,
-            interval: Some(Interval::Month),
-            matched: true,
-            unrounded: amount,
-            amount,
-        }
-    }
-
-    fn draft(lines: Vec<Line>) -> InvoiceDraft {
-        let total = lines.iter().map(|l| l.amount).sum();
-        InvoiceDraft { lines, total }
-    }
-
-    #[test]
-    fn a_prepaid_month_offsets_its_recurring_lines_and_nothing_else() {
-        let mut d = draft(vec![
-            line(LineKind::Recurring, 1, 1, dec!(3.23)),
-            line(LineKind::Metered, 9, 1, dec!(4.00)),
-            line(LineKind::Recurring, 1, 11, dec!(6.77)),
-        ]);
-        assert_eq!(apply_prepayment(&mut d, dec!(10.00)), dec!(10.00));
-        let credit = d.lines.last().unwrap();
-        assert_eq!(
-            (credit.kind, credit.product_id, credit.amount, credit.end),
-            (
-                LineKind::Prepaid,
-                Uuid::from_u128(1),
-                dec!(-10.00),
-                d.lines[2].end
-            )
-        );
-        // Usage is still charged; the lines still sum to the total.
-        assert_eq!(d.total, dec!(4.00));
-        assert_eq!(d.total, d.lines.iter().map(|l| l.amount).sum::<Decimal>());
-    }
-
-    #[test]
-    fn credit_never_exceeds_the_charge_and_the_rest_is_kept() {
-        let mut d = draft(vec![
-            line(LineKind::Recurring, 1, 1, dec!(2.50)),
-            line(LineKind::Recurring, 2, 1, dec!(1.00)),
-        ]);
-        assert_eq!(apply_prepayment(&mut d, dec!(10.00)), dec!(3.50));
-        assert_eq!(d.total, dec!(0.00));
-        let credits: Vec<Decimal> = d
-            .lines
-            .iter()
-            .filter(|l| l.kind == LineKind::Prepaid)
-            .map(|l| l.amount)
-            .collect();
-        assert_eq!(credits, [dec!(-2.50), dec!(-1.00)]);
-
-        let mut none = draft(vec![line(LineKind::Recurring, 1, 1, dec!(2.50))]);
-        assert_eq!(apply_prepayment(&mut none, Decimal::ZERO), Decimal::ZERO);
-        assert_eq!(none.lines.len(), 1);
-        assert_eq!(none.total, dec!(2.50));
-    }
 }
 
 #[cfg(test)]
@@ -777,6 +752,8 @@ mod tests {
             plans: vec![PlanSpan {
                 from: DateTime::<Utc>::MIN_UTC,
                 terms,
+                items: None,
+                advance: false,
             }],
             items,
             metered: &[],
@@ -813,6 +790,8 @@ mod tests {
         let span = [PlanSpan {
             from: live,
             terms: terms(&plan, &[]),
+            items: None,
+            advance: false,
         }];
         assert_eq!(
             slices(start, end, Some(s), &span),
@@ -836,6 +815,8 @@ mod tests {
         let span = [PlanSpan {
             from: live,
             terms: terms(&plan, &[]),
+            items: None,
+            advance: false,
         }];
         let cut = slices(start, end, Some(s), &span);
         assert_eq!(cut.len(), 2);
@@ -1460,10 +1441,14 @@ mod tests {
             PlanSpan {
                 from: start + days(15),
                 terms: terms(&phases, &dear),
+                items: None,
+                advance: false,
             },
             PlanSpan {
                 from: start - days(40),
                 terms: terms(&phases, &cheap),
+                items: None,
+                advance: false,
             },
         ];
         let draft = compute_invoice(&inv);
@@ -1493,10 +1478,14 @@ mod tests {
             PlanSpan {
                 from: start,
                 terms: terms(&a_phases, &[]),
+                items: None,
+                advance: false,
             },
             PlanSpan {
                 from: start + days(4),
                 terms: terms(&b_phases, &[]),
+                items: None,
+                advance: false,
             },
         ];
         let cut: Vec<_> = slices(start, end, Some(start), &spans)
@@ -1515,6 +1504,8 @@ mod tests {
         let late = [PlanSpan {
             from: start + days(3),
             terms: terms(&a_phases, &[]),
+            items: None,
+            advance: false,
         }];
         assert_eq!(slices(start, end, None, &late).len(), 1);
         assert_eq!(slices(start, end, None, &late)[0].start, start);
@@ -1527,6 +1518,8 @@ mod tests {
         let span = [PlanSpan {
             from: start,
             terms: terms(&phases, &[]),
+            items: None,
+            advance: false,
         }];
         // billingStart on the 6th: TRIAL until the 20th, with no cut on the 6th.
         let cut = slices(start, end, Some(start + days(5)), &span);
@@ -1558,6 +1551,8 @@ mod tests {
         let span = [PlanSpan {
             from: start,
             terms: terms(&phases, &[]),
+            items: None,
+            advance: false,
         }];
         assert!(slices(start, end, None, &[]).is_empty());
         assert!(slices(end, start, None, &span).is_empty());
@@ -2031,11 +2026,15 @@ mod properties {
             let mut plans = vec![PlanSpan {
                 from: self.period.0 - TimeDelta::days(400),
                 terms: terms(0),
+                items: None,
+                advance: false,
             }];
             if let Some(from) = self.plan_change {
                 plans.push(PlanSpan {
                     from,
                     terms: terms(1),
+                    items: None,
+                    advance: false,
                 });
             }
             InvoiceInput {

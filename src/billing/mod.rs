@@ -3,10 +3,13 @@
 //! database through [`Db`] and takes "now" from the [`Clock`](crate::clock::Clock).
 
 pub mod access;
+pub mod billed;
 pub mod catalog;
 pub mod catalog_admin;
+pub mod changes;
 pub mod checkout;
 pub mod codes;
+pub mod credit;
 pub mod customers;
 pub mod db;
 pub mod error;
@@ -15,6 +18,7 @@ pub mod gateway;
 pub mod idempotency;
 pub mod invoice;
 pub mod invoicing;
+pub mod items;
 pub mod jobs;
 pub mod lifecycle;
 pub mod limits;
@@ -55,6 +59,8 @@ pub struct Billing {
     /// How long any one provider call may take.
     pub provider_timeout: std::time::Duration,
     pub dunning: invoicing::Dunning,
+    /// Refund the credit left when a customer's last subscription ends (else keep it).
+    pub refund_credit: bool,
     catalog: RwLock<Arc<Catalog>>,
     reload: Mutex<()>,
     pub(crate) tokens: access::TokenCache,
@@ -74,6 +80,7 @@ pub struct Settings {
     pub checkout_ttl: chrono::TimeDelta,
     pub provider_timeout: std::time::Duration,
     pub dunning: invoicing::Dunning,
+    pub refund_credit: bool,
 }
 
 impl Billing {
@@ -88,6 +95,7 @@ impl Billing {
             checkout_ttl: settings.checkout_ttl,
             provider_timeout: settings.provider_timeout,
             dunning: settings.dunning,
+            refund_credit: settings.refund_credit,
             catalog: RwLock::new(Arc::new(catalog)),
             reload: Mutex::new(()),
             tokens: access::TokenCache::default(),

@@ -256,6 +256,16 @@ pub fn has_scale_at_most(value: Decimal, max_scale: u32) -> bool {
     value.normalize().scale() <= max_scale
 }
 
+/// `amount` if it is not below zero, else zero at `amount`'s scale (so that "0.00" stays
+/// "0.00" where `max(Decimal::ZERO)` could answer a bare "0").
+pub fn at_least_zero(amount: Decimal) -> Decimal {
+    if amount < Decimal::ZERO {
+        Decimal::new(0, amount.scale())
+    } else {
+        amount
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -353,12 +353,15 @@ fn gap_for(
 }
 
 /// Checks a plan's price rules as a whole: no two rules may be the same tier (same phase,
-/// product, currency, region and maximum quantity; `10` and `10.0` are the same), and all
-/// rules of one phase and product must share one interval. The error names the rules.
-pub fn validate_tiers(rules: &[PriceRule]) -> Result<(), String> {
+/// product, currency, region and maximum quantity; `10` and `10.0` are the same), and with
+/// graduated tiers every rule of one ladder (same phase, product, currency and region) must
+/// share one interval. Volume ladders, and rules across currencies and regions, may mix
+/// intervals: the chosen rule's interval applies. The error names the rules.
+pub fn validate_tiers(rules: &[PriceRule], mode: TierMode) -> Result<(), String> {
     type TierKey = (PhaseKind, Uuid, String, Option<String>, Option<Decimal>);
+    type LadderKey = (PhaseKind, Uuid, String, Option<String>);
     let mut tiers: HashMap<TierKey, Uuid> = HashMap::new();
-    let mut intervals: HashMap<(PhaseKind, Uuid), (Interval, Uuid)> = HashMap::new();
+    let mut intervals: HashMap<LadderKey, (Interval, Uuid)> = HashMap::new();
     for rule in rules {
         // Currency case is ignored by resolution, so it is ignored here too.
         let key = (
@@ -388,14 +391,29 @@ pub fn validate_tiers(rules: &[PriceRule]) -> Result<(), String> {
                 slot.insert(rule.id);
             }
         }
-        match intervals.entry((rule.phase, rule.product_id)) {
+        if mode != TierMode::Graduated {
+            continue;
+        }
+        let ladder = (
+            rule.phase,
+            rule.product_id,
+            rule.currency.to_ascii_uppercase(),
+            rule.region.clone(),
+        );
+        match intervals.entry(ladder) {
             Entry::Occupied(existing) => {
                 let (interval, first_id) = *existing.get();
                 if interval != rule.interval {
                     return Err(format!(
                         "price rules {first_id} ({interval}) and {} ({}) of the {} phase for \
-                         product {} have different intervals; one phase and product takes one",
-                        rule.id, rule.interval, rule.phase, rule.product_id,
+                         product {} in {}, region {}, have different intervals; one graduated \
+                         ladder takes one",
+                        rule.id,
+                        rule.interval,
+                        rule.phase,
+                        rule.product_id,
+                        rule.currency,
+                        rule.region.as_deref().unwrap_or("any"),
                     ));
                 }
             }
@@ -778,15 +796,16 @@ mod tests {
             interval: Interval::Unit,
             ..rule(13, None, None, dec!(0.1))
         });
-        assert_eq!(validate_tiers(&rules), Ok(()));
-        assert_eq!(validate_tiers(&[]), Ok(()));
+        assert_eq!(validate_tiers(&rules, TierMode::Graduated), Ok(()));
+        assert_eq!(validate_tiers(&[], TierMode::Volume), Ok(()));
     }
 
     #[test]
     fn validate_tiers_rejects_duplicate_tiers() {
         let mut rules = three_tiers();
         rules.push(rule(9, None, Some(dec!(10.000)), dec!(3)));
-        let err = validate_tiers(&rules).expect_err("10 and 10.000 are the same maximum");
+        let err = validate_tiers(&rules, TierMode::Volume)
+            .expect_err("10 and 10.000 are the same maximum");
         assert!(err.contains(&Uuid::from_u128(1).to_string()), "{err}");
         assert!(err.contains(&Uuid::from_u128(9).to_string()), "{err}");
         assert!(err.contains("maximum quantity 10"), "{err}");
@@ -796,28 +815,37 @@ mod tests {
             currency: "usd".to_owned(),
             ..rule(9, None, None, dec!(3))
         });
-        let err = validate_tiers(&rules).expect_err("two unbounded USD rules");
+        let err = validate_tiers(&rules, TierMode::Volume).expect_err("two unbounded USD rules");
         assert!(err.contains("maximum quantity none"), "{err}");
 
         let rules = vec![
             rule(1, Some("eu"), None, dec!(1)),
             rule(2, Some("eu"), None, dec!(2)),
         ];
-        let err = validate_tiers(&rules).expect_err("two unbounded EU rules");
+        let err = validate_tiers(&rules, TierMode::Volume).expect_err("two unbounded EU rules");
         assert!(err.contains("region eu"), "{err}");
     }
 
     #[test]
-    fn validate_tiers_rejects_mixed_intervals() {
+    fn validate_tiers_mixes_intervals_except_within_a_graduated_ladder() {
         let mut rules = three_tiers();
+        // Another currency may take another interval, in either mode.
         rules.push(PriceRule {
             currency: "EUR".to_owned(),
             interval: Interval::Hour,
             ..rule(9, None, None, dec!(0.01))
         });
-        let err = validate_tiers(&rules).expect_err("MONTH and HOUR for one phase and product");
+        assert_eq!(validate_tiers(&rules, TierMode::Graduated), Ok(()));
+        // Within one ladder: a volume ladder may mix, a graduated one may not.
+        rules.push(PriceRule {
+            interval: Interval::Hour,
+            ..rule(10, None, Some(dec!(1000)), dec!(0.01))
+        });
+        assert_eq!(validate_tiers(&rules, TierMode::Volume), Ok(()));
+        let err = validate_tiers(&rules, TierMode::Graduated)
+            .expect_err("MONTH and HOUR within one graduated ladder");
         assert!(err.contains("(MONTH)") && err.contains("(HOUR)"), "{err}");
         assert!(err.contains(&Uuid::from_u128(3).to_string()), "{err}");
-        assert!(err.contains(&Uuid::from_u128(9).to_string()), "{err}");
+        assert!(err.contains(&Uuid::from_u128(10).to_string()), "{err}");
     }
 }

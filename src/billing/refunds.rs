@@ -4,7 +4,7 @@
 //! key by the billing clock until the provider gives a final answer.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::{checkout, refund, subscription};
+use entity::{Dec, checkout, refund, subscription};
 use providers::{PaymentOutcome, RefundRequest};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -17,6 +17,17 @@ use super::Billing;
 use super::codes::{Code, EventKind, RefundStatus};
 use super::error::{BillingError, BillingResult};
 use super::events::record;
+
+/// A payment to give (part of) back.
+pub(crate) struct PaymentToRefund {
+    pub customer_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    pub checkout_id: Option<Uuid>,
+    pub provider: String,
+    pub payment_ref: String,
+    pub amount: rust_decimal::Decimal,
+    pub currency: String,
+}
 
 /// Refunds sent per pass.
 const BATCH: u64 = 100;
@@ -44,15 +55,41 @@ impl Billing {
             .await?
             .map(|s| s.customer_id)
             .ok_or_else(|| BillingError::not_found("subscription", c.subscription_id))?;
-        refund::Entity::insert(refund::ActiveModel {
+        self.queue_payment_refund(
+            db,
+            now,
+            PaymentToRefund {
+                customer_id,
+                subscription_id: Some(c.subscription_id),
+                checkout_id: Some(c.id),
+                provider: c.provider.clone(),
+                payment_ref: c.provider_ref.clone(),
+                amount: c.amount.0,
+                currency: c.currency.clone(),
+            },
+            reason,
+        )
+        .await
+    }
+
+    /// Queues the refund of (part of) a payment, once per payment. Returns whether it was
+    /// queued (false: that payment has a refund already).
+    pub(crate) async fn queue_payment_refund(
+        &self,
+        db: &impl ConnectionTrait,
+        now: DateTime<Utc>,
+        p: PaymentToRefund,
+        reason: &str,
+    ) -> BillingResult<bool> {
+        let inserted = refund::Entity::insert(refund::ActiveModel {
             id: Set(Uuid::now_v7()),
-            customer_id: Set(customer_id),
-            subscription_id: Set(Some(c.subscription_id)),
-            checkout_id: Set(Some(c.id)),
-            provider: Set(c.provider.clone()),
-            payment_ref: Set(c.provider_ref.clone()),
-            amount: Set(c.amount),
-            currency: Set(c.currency.clone()),
+            customer_id: Set(p.customer_id),
+            subscription_id: Set(p.subscription_id),
+            checkout_id: Set(p.checkout_id),
+            provider: Set(p.provider),
+            payment_ref: Set(p.payment_ref.clone()),
+            amount: Set(Dec(p.amount)),
+            currency: Set(p.currency.clone()),
             reason: Set(reason.to_owned()),
             status: Set(RefundStatus::Pending.code().to_owned()),
             provider_ref: Set(None),
@@ -62,12 +99,15 @@ impl Billing {
             created_at: Set(now),
             updated_at: Set(now),
         })
-        .on_conflict_do_nothing()
+        .on_conflict_do_nothing_on([refund::Column::Provider, refund::Column::PaymentRef])
         .exec(db)
         .await?;
-        tracing::info!(checkout = %c.id, amount = %c.amount.0, currency = c.currency, reason,
-            "refund queued");
-        Ok(true)
+        let queued = matches!(inserted, sea_orm::TryInsertResult::Inserted(_));
+        if queued {
+            tracing::info!(customer = %p.customer_id, checkout = ?p.checkout_id, payment = p.payment_ref,
+                amount = %p.amount, currency = p.currency, reason, "refund queued");
+        }
+        Ok(queued)
     }
 
     /// Sends the refunds that are due and records what the provider answered.
@@ -172,6 +212,23 @@ impl Billing {
                 .await?;
                 tracing::info!(refund = %r.id, checkout = ?r.checkout_id, amount = %r.amount.0,
                     currency = r.currency, "refund succeeded");
+            }
+            RefundStatus::Failed if r.checkout_id.is_none() => {
+                // A refund of credit: the customer keeps the credit it could not give back.
+                super::credit::move_credit(
+                    &*txn,
+                    now,
+                    super::credit::Move {
+                        customer_id: r.customer_id,
+                        subscription_id: r.subscription_id,
+                        invoice_id: None,
+                        amount: r.amount.0,
+                        reason: super::credit::CreditReason::RefundFailed,
+                    },
+                )
+                .await?;
+                tracing::error!(refund = %r.id, amount = %r.amount.0, currency = r.currency,
+                    reason = ?failure, "credit refund refused by the provider; the credit stays with the customer");
             }
             RefundStatus::Failed => tracing::error!(refund = %r.id, checkout = ?r.checkout_id,
                 amount = %r.amount.0, currency = r.currency, reason = ?failure,

@@ -18,15 +18,15 @@ use super::Billing;
 use super::access::Principal;
 use super::catalog::Plan;
 use super::checkout::{Closed, OpenCheckout, Which};
-use super::codes::{CloseReason, Code, EventKind, ProductKind, SubscriptionStatus, parse};
+use super::codes::{CloseReason, Code, EventKind, SubscriptionStatus, parse};
 use super::error::{BillingError, BillingResult};
 use super::events::record;
 use super::gateway::within;
 use super::idempotency::{Claim, request_hash, scope_of};
+use super::invoicing::issue::Billable;
+use super::items::{Config, NamedItem, validate_items, write_version};
 use super::lifecycle::{self, Current, Trigger};
-use super::money::round_to_currency;
 use super::phase::{PhaseKind, phase_at};
-use super::pricing::{Interval, resolve_price};
 
 #[derive(Clone, Debug)]
 pub struct Subscription {
@@ -70,6 +70,8 @@ pub struct NewSubscription {
     pub success_url: String,
     pub cancel_url: String,
     pub idempotency_key: Option<String>,
+    /// Named items; None: the plan's default items.
+    pub items: Option<Vec<NamedItem>>,
 }
 
 /// Where a plan change's checkout sends the browser, when the change must be paid first.
@@ -85,9 +87,11 @@ pub struct PlanChangeUrls {
 pub struct Subscribed {
     pub subscription: Subscription,
     pub checkout: Option<Checkout>,
+    /// A change's invoice, when it issued one.
+    pub invoice: Option<super::invoicing::Invoice>,
 }
 
-fn url(field: &str, v: &str) -> BillingResult<String> {
+pub(crate) fn url(field: &str, v: &str) -> BillingResult<String> {
     let v = v.trim();
     let ok =
         (v.starts_with("https://") || v.starts_with("http://")) && v.len() <= 2000 && v.len() > 8;
@@ -100,38 +104,8 @@ fn url(field: &str, v: &str) -> BillingResult<String> {
     }
 }
 
-/// What the first checkout takes: one month in advance of the default items' monthly
-/// prices in the phase in force now (hourly prices are billed in arrears), and whether a
-/// card is needed at all (any price of the plan above zero).
-pub fn amount_due_now(
-    plan: &Plan,
-    package_products: &[Uuid],
-    currency: &str,
-    region: Option<&str>,
-    phase: PhaseKind,
-) -> (Decimal, bool) {
-    let needs_card = plan.rules.iter().any(|r| r.unit_amount > Decimal::ZERO);
-    let due: Decimal = package_products
-        .iter()
-        .map(|&product| {
-            resolve_price(
-                &plan.rules,
-                phase,
-                product,
-                currency,
-                region,
-                Decimal::ONE,
-                plan.tier_mode,
-            )
-        })
-        .filter(|r| r.interval == Some(Interval::Month))
-        .map(|r| round_to_currency(r.amount, currency))
-        .sum();
-    (round_to_currency(due, currency), needs_card)
-}
-
 impl Billing {
-    async fn subscription_model(&self, id: Uuid) -> BillingResult<subscription::Model> {
+    pub(crate) async fn subscription_model(&self, id: Uuid) -> BillingResult<subscription::Model> {
         subscription::Entity::find_by_id(id)
             .one(self.db.conn())
             .await?
@@ -195,12 +169,13 @@ impl Billing {
         let scope = scope_of(who);
         if let Some(key) = &input.idempotency_key {
             let canonical = format!(
-                "{}|{}|{}|{}|{}",
+                "{}|{}|{}|{}|{}|{}",
                 input.customer_id,
                 input.plan_id,
                 provider.name(),
                 success_url,
-                cancel_url
+                cancel_url,
+                serde_json::to_string(&input.items).unwrap_or_default()
             );
             match self
                 .claim_idempotency(&scope, key, "createSubscription", &request_hash(&canonical))
@@ -220,7 +195,7 @@ impl Billing {
     }
 
     /// Stores a result for its idempotency key, or frees the key after an error.
-    async fn finish_idempotency(
+    pub(crate) async fn finish_idempotency(
         &self,
         scope: &str,
         key: &str,
@@ -228,7 +203,7 @@ impl Billing {
     ) -> BillingResult<()> {
         match result {
             Ok(out) => {
-                let stored = json!({ "subscription": out.subscription.id, "checkout": out.checkout.as_ref().map(|c| c.id) });
+                let stored = json!({ "subscription": out.subscription.id, "checkout": out.checkout.as_ref().map(|c| c.id), "invoice": out.invoice.as_ref().and_then(|i| i.id) });
                 self.complete_idempotency(scope, key, stored.to_string())
                     .await
             }
@@ -236,7 +211,7 @@ impl Billing {
         }
     }
 
-    async fn replay_subscribed(&self, stored: &str) -> BillingResult<Subscribed> {
+    pub(crate) async fn replay_subscribed(&self, stored: &str) -> BillingResult<Subscribed> {
         let v: serde_json::Value = serde_json::from_str(stored).unwrap_or_default();
         let sub_id = v["subscription"]
             .as_str()
@@ -253,9 +228,14 @@ impl Billing {
                 .transpose()?,
             None => None,
         };
+        let invoice = match v["invoice"].as_str().and_then(|s| Uuid::parse_str(s).ok()) {
+            Some(id) => Some(self.invoice_by_id(id).await?),
+            None => None,
+        };
         Ok(Subscribed {
             subscription,
             checkout,
+            invoice,
         })
     }
 
@@ -267,18 +247,28 @@ impl Billing {
         success_url: String,
         cancel_url: String,
     ) -> BillingResult<Subscribed> {
-        let customer = self.customer_model(input.customer_id).await?;
+        let mut customer = self.customer_model(input.customer_id).await?;
         let plan = self.plan_for(who, &customer, input.plan_id)?;
+        let named = input
+            .items
+            .as_deref()
+            .map(|items| validate_items(&self.catalog(), &plan, items))
+            .transpose()?;
         let now = self.clock.now();
         // The first subscription sets the customer's billing start.
-        let billing_start = customer.billing_start.unwrap_or(now);
+        let first_start = customer.billing_start.is_none();
+        let billing_start = *customer.billing_start.get_or_insert(now);
         let phase = self.phase_now(&plan, Some(billing_start));
-        let (due, needs_card) = self.due_now(&plan, &customer, phase);
+        let (total, needs_card) = self.opening_total(&plan, named.as_deref(), &customer, now);
+        let due = super::money::round_to_currency(
+            super::money::at_least_zero(total - customer.credit_balance.0),
+            &customer.currency,
+        );
         let activate_now = due.is_zero() && !needs_card;
 
         let sub_id = Uuid::now_v7();
         let txn = self.db.write().await?;
-        if customer.billing_start.is_none() {
+        if first_start {
             customer::ActiveModel {
                 id: Set(customer.id),
                 billing_start: Set(Some(billing_start)),
@@ -306,6 +296,7 @@ impl Billing {
             json!({ "planId": plan.id, "status": SubscriptionStatus::Incomplete.code() }),
         )
         .await?;
+        write_version(&*txn, sub_id, now, plan.id, named.as_deref()).await?;
         if activate_now {
             lifecycle::apply(
                 &*txn,
@@ -317,6 +308,8 @@ impl Billing {
                 json!({ "planId": plan.id, "reason": "nothing due" }),
             )
             .await?;
+            self.issue_opening(&*txn, now, sub_id, Decimal::ZERO)
+                .await?;
         }
         txn.commit().await?;
         self.announce_events();
@@ -326,6 +319,7 @@ impl Billing {
             return Ok(Subscribed {
                 subscription,
                 checkout: None,
+                invoice: None,
             });
         }
 
@@ -336,6 +330,7 @@ impl Billing {
                 customer: &customer,
                 subscription_id: sub_id,
                 plan_id: None,
+                change: None,
                 amount: due,
                 description: format!("{} — {}", plan.name, customer.name),
                 success_url,
@@ -356,12 +351,13 @@ impl Billing {
         Ok(Subscribed {
             subscription,
             checkout: Some(checkout),
+            invoice: None,
         })
     }
 
     /// The plan a customer may subscribe to or change to: visible to them (or to the admin
     /// acting for them), not archived, and offered in their currency.
-    fn plan_for(
+    pub(crate) fn plan_for(
         &self,
         who: &Principal,
         customer: &customer::Model,
@@ -388,30 +384,22 @@ impl Billing {
         Ok(plan)
     }
 
-    /// What the first checkout (or a plan change that must be paid first) takes now, and
-    /// whether the plan needs a card at all.
-    fn due_now(
+    /// What the opening invoice of a subscription started now would come to (period 0's
+    /// advance lines), and whether the plan needs a card at all (any price above zero).
+    fn opening_total(
         &self,
-        plan: &Plan,
+        plan: &Arc<Plan>,
+        named: Option<&[NamedItem]>,
         customer: &customer::Model,
-        phase: PhaseKind,
+        now: DateTime<Utc>,
     ) -> (Decimal, bool) {
         let catalog = self.catalog();
-        let packages: Vec<Uuid> = catalog
-            .products
-            .iter()
-            .filter(|p| {
-                p.kind == ProductKind::Package && plan.rules.iter().any(|r| r.product_id == p.id)
-            })
-            .map(|p| p.id)
-            .collect();
-        amount_due_now(
-            plan,
-            &packages,
-            &customer.currency,
-            customer.region.as_deref(),
-            phase,
-        )
+        let needs_card = plan.rules.iter().any(|r| r.unit_amount > Decimal::ZERO);
+        let config = Config::new(&catalog, now, plan.clone(), named.map(<[_]>::to_vec));
+        let billable = Billable::new(&catalog, now, vec![config], customer, Vec::new());
+        let subject = billable.subject();
+        let lines = subject.boundary(0, None, true);
+        (subject.total(&lines), needs_card)
     }
 
     /// Closes the customer's unpaid `INCOMPLETE` subscriptions (and their checkouts) in
@@ -520,123 +508,21 @@ impl Billing {
         txn.commit().await?;
         self.announce_events();
         self.close_at_providers(&closed).await;
-        Ok(self.subscription_model(id).await?.try_into()?)
-    }
-
-    /// Moves a subscription to another plan; phase timing stays anchored on billing start.
-    /// A change from a plan with nothing to pay to one with something to pay takes effect
-    /// only once it is paid: the answer then carries the checkout, and the subscription
-    /// stays on its plan until that checkout succeeds.
-    pub async fn change_plan(
-        &self,
-        who: &Principal,
-        id: Uuid,
-        plan_id: Uuid,
-        change: PlanChangeUrls,
-    ) -> BillingResult<Subscribed> {
-        let Some(key) = change.idempotency_key.clone() else {
-            return self.move_to_plan(who, id, plan_id, change).await;
-        };
-        let scope = scope_of(who);
-        let canonical = format!(
-            "{id}|{plan_id}|{}|{}",
-            change.success_url.as_deref().unwrap_or_default(),
-            change.cancel_url.as_deref().unwrap_or_default()
-        );
-        match self
-            .claim_idempotency(&scope, &key, "changePlan", &request_hash(&canonical))
-            .await?
-        {
-            Claim::Fresh => {}
-            Claim::Replay(stored) => return self.replay_subscribed(&stored).await,
-        }
-        let result = self.move_to_plan(who, id, plan_id, change).await;
-        self.finish_idempotency(&scope, &key, &result).await?;
-        result
-    }
-
-    async fn move_to_plan(
-        &self,
-        who: &Principal,
-        id: Uuid,
-        plan_id: Uuid,
-        change: PlanChangeUrls,
-    ) -> BillingResult<Subscribed> {
         let sub = self.subscription_model(id).await?;
-        who.require_customer_access(sub.customer_id)
-            .map_err(|_| BillingError::not_found("subscription", id))?;
-        let status: SubscriptionStatus = parse(&sub.status)?;
-        if !status.grants_plan() {
-            return Err(BillingError::InvalidState(format!(
-                "subscription {id} is {} and cannot change plan",
-                status.code()
-            )));
-        }
-        let customer = self.customer_model(sub.customer_id).await?;
-        let plan = self.plan_for(who, &customer, plan_id)?;
-        if plan.id == sub.plan_id {
-            return Err(BillingError::invalid(
-                "the subscription is already on this plan",
-            ));
-        }
-        // Refused rather than scheduled: the caller releases what does not fit, then retries.
-        self.check_limits_fit(sub.customer_id, &plan).await?;
-        let from = self
-            .catalog()
-            .plan(sub.plan_id)
-            .cloned()
-            .ok_or_else(|| BillingError::not_found("plan", sub.plan_id))?;
-        let phase = self.phase_now(&plan, customer.billing_start);
-        let (_, from_needs_card) = self.due_now(
-            &from,
-            &customer,
-            self.phase_now(&from, customer.billing_start),
-        );
-        let (due, needs_card) = self.due_now(&plan, &customer, phase);
-        if !from_needs_card && (needs_card || !due.is_zero()) {
-            let (success_url, cancel_url) = match (change.success_url, change.cancel_url) {
-                (Some(s), Some(c)) => (url("successUrl", &s)?, url("cancelUrl", &c)?),
-                _ => {
-                    return Err(BillingError::invalid(
-                        "this plan change must be paid first: give successUrl and cancelUrl for its checkout",
-                    ));
-                }
-            };
-            let provider = self.provider(Some(&sub.provider))?;
-            let checkout = self
-                .open_checkout(OpenCheckout {
-                    provider,
-                    customer: &customer,
-                    subscription_id: id,
-                    plan_id: Some(plan.id),
-                    amount: due,
-                    description: format!("{} — {}", plan.name, customer.name),
-                    success_url,
-                    cancel_url,
-                    idempotency_key: format!("plan-change-{id}-{}", Uuid::now_v7()),
-                })
+        if !at_period_end {
+            // The final invoice at once: arrears up to now, credit for the unused advance part.
+            let customer = self.customer_model(sub.customer_id).await?;
+            let (_, next) = self.bill_subscription(&sub, &customer, None, now).await?;
+            subscription::Entity::update_many()
+                .col_expr(
+                    subscription::Column::NextBillingAt,
+                    sea_orm::sea_query::Expr::value(next),
+                )
+                .filter(subscription::Column::Id.eq(id))
+                .exec(self.db.conn())
                 .await?;
-            tracing::info!(subscription = %id, to = %plan.id, checkout = %checkout.id,
-                "plan change waits for its payment");
-            return Ok(Subscribed {
-                subscription: self.subscription_model(id).await?.try_into()?,
-                checkout: Some(checkout),
-            });
         }
-        let now = self.clock.now();
-        let txn = self.db.write().await?;
-        self.write_plan_change(&*txn, now, &sub, plan.id).await?;
-        // A plan change waiting for its payment is superseded by this one.
-        let closed = self
-            .close_open(&*txn, now, id, CloseReason::Replaced, Which::PlanChanges)
-            .await?;
-        txn.commit().await?;
-        self.announce_events();
-        self.close_at_providers(&closed).await;
-        Ok(Subscribed {
-            subscription: self.subscription_model(id).await?.try_into()?,
-            checkout: None,
-        })
+        Ok(sub.try_into()?)
     }
 
     /// A provider-hosted page where the customer replaces the stored payment method.

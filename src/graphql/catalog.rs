@@ -8,7 +8,9 @@ use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObjec
 use chrono::{DateTime, Utc};
 
 use super::context::ContextExt;
-use super::enums::{DurationUnit, LimitKind, PhaseKind, PriceInterval, ProductKind, TierMode};
+use super::enums::{
+    DurationUnit, LimitKind, PhaseKind, PriceInterval, ProductKind, RecurringBilling, TierMode,
+};
 use super::error::{GqlResult, uuid};
 use super::scalars::Decimal;
 use crate::billing::catalog::{
@@ -129,6 +131,10 @@ impl Plan {
     async fn public(&self) -> bool {
         self.0.public
     }
+    async fn recurring_billing(&self) -> RecurringBilling {
+        self.0.recurring_billing.into()
+    }
+
     async fn tier_mode(&self) -> TierMode {
         self.0.tier_mode.into()
     }
@@ -750,6 +756,9 @@ pub struct CreatePlanInput {
     pub public: bool,
     #[graphql(default_with = "TierMode::Volume")]
     pub tier_mode: TierMode,
+    /// When MONTH prices are billed; default IN_ADVANCE.
+    #[graphql(default_with = "RecurringBilling::InAdvance")]
+    pub recurring_billing: RecurringBilling,
     #[graphql(default)]
     pub limits: Vec<PlanLimitInput>,
     pub phases: Vec<PhaseInput>,
@@ -764,6 +773,7 @@ pub struct UpdatePlanInput {
     pub description: Option<String>,
     pub public: Option<bool>,
     pub tier_mode: Option<TierMode>,
+    pub recurring_billing: Option<RecurringBilling>,
 }
 
 #[derive(InputObject)]
@@ -950,6 +960,7 @@ impl CatalogMutation {
             description: input.description,
             public: input.public,
             tier_mode: input.tier_mode.into(),
+            recurring_billing: input.recurring_billing.into(),
             limits: input.limits.into_iter().map(limit).collect(),
             phases: input
                 .phases
@@ -981,6 +992,7 @@ impl CatalogMutation {
             description: input.description,
             public: input.public,
             tier_mode: input.tier_mode.map(Into::into),
+            recurring_billing: input.recurring_billing.map(Into::into),
         };
         let p = ctx
             .billing()?

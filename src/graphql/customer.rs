@@ -87,6 +87,23 @@ impl Customer {
     async fn billing_start(&self) -> Option<DateTime<Utc>> {
         self.0.billing_start
     }
+    /// Credit from invoices with a negative total (downgrades, cancellations) or from
+    /// payments beyond their invoice; used first on later invoices.
+    async fn credit_balance(&self) -> super::scalars::Decimal {
+        self.0.credit_balance.into()
+    }
+    /// The credit ledger, oldest first: every movement with the balance it left.
+    async fn credit_entries(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::invoice::CreditEntry>> {
+        let entries = ctx
+            .billing()?
+            .credit_entries(&ctx.principal(), self.0.id)
+            .await
+            .gql()?;
+        Ok(entries.into_iter().map(Into::into).collect())
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }

@@ -46,6 +46,15 @@ pub enum TierMode {
     Graduated,
 }
 
+/// When a plan bills its MONTH prices: at the start of each period (the checkout takes
+/// period 0's) or at its end. HOUR prices and metered usage are always billed at the end.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "codes::RecurringBilling")]
+pub enum RecurringBilling {
+    InAdvance,
+    InArrears,
+}
+
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "codes::LimitKind")]
 pub enum LimitKind {
@@ -119,8 +128,39 @@ pub enum BillingEventKind {
     InvoiceUncollectible,
     /// A renewal payment failed; retries are scheduled.
     SubscriptionPastDue,
-    /// Money that arrived for a closed checkout was given back.
+    /// Money was given back: a payment for a closed checkout, or credit left at the end.
     PaymentRefunded,
+    /// The subscription's items (quantities, packages) changed.
+    ItemsChanged,
+}
+
+/// Why a customer's credit balance moved.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "codes::CreditReason")]
+pub enum CreditReason {
+    /// An invoice with a negative total became credit.
+    InvoiceCredit,
+    /// Credit set against an invoice.
+    Applied,
+    /// A payment took more than its invoice (computed when it was paid) came to.
+    Overpayment,
+    /// Given back through the provider when the last subscription ended.
+    Refunded,
+    /// The provider refused a refund of credit: the credit is the customer's again.
+    RefundFailed,
+}
+
+/// What an invoice is for.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "codes::InvoiceKind")]
+pub enum InvoiceKind {
+    /// A period boundary: the arrears of the period that ended and the advance lines of
+    /// the one that starts (the first is collected by the checkout).
+    Period,
+    /// A change mid-period: PRORATION lines.
+    Change,
+    /// After a cancel now: arrears up to the instant, credit for the unused advance part.
+    Final,
 }
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]

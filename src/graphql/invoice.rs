@@ -5,7 +5,7 @@ use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::context::ContextExt;
-use super::enums::{InvoiceStatus, PhaseKind};
+use super::enums::{CreditReason, InvoiceKind, InvoiceStatus, PhaseKind};
 use super::error::{GqlResult, uuid};
 use super::scalars::Decimal;
 use crate::billing::invoice::LineKind;
@@ -18,14 +18,67 @@ pub enum InvoiceLineKind {
     Recurring,
     /// Usage beyond the included amounts, over a slice of the period.
     Metered,
-    /// Paid in advance at checkout and set against a product's recurring lines (negative).
+    /// Invoices issued before advance billing: paid at checkout and set against a product's
+    /// recurring lines (negative).
     Prepaid,
+    /// A change mid-period: the unused part of an advance line already billed (negative),
+    /// or the new configuration's advance line for the rest of the period (positive).
+    Proration,
+}
+
+/// One tier of a graduated line: its units, their unit price and what they cost on this
+/// line (unrounded; the line's amount is their sum, rounded).
+#[derive(SimpleObject)]
+pub struct LineTier {
+    pub quantity: Decimal,
+    pub unit_amount: Decimal,
+    pub amount: Decimal,
+}
+
+/// One movement of a customer's credit.
+#[derive(SimpleObject)]
+pub struct CreditEntry {
+    pub id: ID,
+    /// Positive adds credit, negative uses or gives it back.
+    pub amount: Decimal,
+    pub balance_after: Decimal,
+    pub currency: String,
+    pub reason: CreditReason,
+    pub subscription_id: Option<ID>,
+    pub invoice_id: Option<ID>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<crate::billing::credit::CreditEntry> for CreditEntry {
+    fn from(e: crate::billing::credit::CreditEntry) -> Self {
+        CreditEntry {
+            id: ID(e.id.to_string()),
+            amount: e.amount.into(),
+            balance_after: e.balance_after.into(),
+            currency: e.currency,
+            reason: e.reason.into(),
+            subscription_id: e.subscription_id.map(|s| ID(s.to_string())),
+            invoice_id: e.invoice_id.map(|s| ID(s.to_string())),
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// A product as an invoice line names it.
+#[derive(SimpleObject)]
+pub struct LineProduct {
+    pub id: ID,
+    pub name: String,
 }
 
 #[derive(SimpleObject)]
 pub struct InvoiceLine {
     pub kind: InvoiceLineKind,
     pub product_id: ID,
+    /// The product the line is for (None if it was deleted since).
+    pub product: Option<LineProduct>,
+    /// Graduated lines: the tiers that priced its units (empty for one tier).
+    pub tiers: Vec<LineTier>,
     /// The phase in force during the slice.
     pub phase: PhaseKind,
     pub start: DateTime<Utc>,
@@ -38,11 +91,24 @@ pub struct InvoiceLine {
     pub matched: bool,
 }
 
-impl From<LineModel> for InvoiceLine {
-    fn from(l: LineModel) -> Self {
+impl InvoiceLine {
+    fn new(l: LineModel, catalog: &crate::billing::catalog::Catalog) -> Self {
         InvoiceLine {
             kind: l.kind.into(),
             product_id: ID(l.product_id.to_string()),
+            product: catalog.product(l.product_id).map(|p| LineProduct {
+                id: ID(p.id.to_string()),
+                name: p.name.clone(),
+            }),
+            tiers: l
+                .tiers
+                .iter()
+                .map(|t| LineTier {
+                    quantity: t.quantity.into(),
+                    unit_amount: t.unit_amount.into(),
+                    amount: t.amount.into(),
+                })
+                .collect(),
             phase: l.phase.into(),
             start: l.start,
             end: l.end,
@@ -77,9 +143,22 @@ impl Invoice {
     async fn currency(&self) -> &str {
         &self.0.currency
     }
-    /// The sum of the rounded lines.
+    async fn kind(&self) -> InvoiceKind {
+        self.0.kind.into()
+    }
+    /// The sum of the rounded lines; negative when it credits more than it charges (that
+    /// part becomes the customer's credit).
     async fn total(&self) -> Decimal {
         self.0.total.into()
+    }
+    /// Credit balance set against the total.
+    async fn credit_applied(&self) -> Decimal {
+        self.0.credit_applied.into()
+    }
+    /// What the payment method is asked for: the total less credit and less what a
+    /// checkout paid up front.
+    async fn amount_due(&self) -> Decimal {
+        self.0.amount_due.into()
     }
     async fn status(&self) -> InvoiceStatus {
         self.0.status.into()
@@ -91,8 +170,15 @@ impl Invoice {
     async fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
         self.0.next_attempt_at
     }
-    async fn lines(&self) -> Vec<InvoiceLine> {
-        self.0.lines.iter().cloned().map(Into::into).collect()
+    async fn lines(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<InvoiceLine>> {
+        let catalog = ctx.billing()?.catalog();
+        Ok(self
+            .0
+            .lines
+            .iter()
+            .cloned()
+            .map(|l| InvoiceLine::new(l, &catalog))
+            .collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -172,7 +258,30 @@ impl InvoiceQuery {
             .collect())
     }
 
-    /// The invoice so far for the subscription's current period (not stored).
+    /// What a change would cost now, as an invoice that is not stored: give `planId` or
+    /// `items`.
+    async fn change_preview(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: ID,
+        plan_id: Option<ID>,
+        items: Option<Vec<super::subscription::SubscriptionItemInput>>,
+    ) -> async_graphql::Result<Invoice> {
+        let spec = super::subscription::change_spec(plan_id, items)?;
+        let i = ctx
+            .billing()?
+            .change_preview(
+                &ctx.principal(),
+                uuid("subscriptionId", &subscription_id)?,
+                spec,
+            )
+            .await
+            .gql()?;
+        Ok(Invoice(i))
+    }
+
+    /// The next period boundary's invoice as it stands now (not stored): the current
+    /// period's arrears so far and the next period's advance lines.
     async fn invoice_preview(
         &self,
         ctx: &Context<'_>,

@@ -7,6 +7,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use uuid::Uuid;
 
 use crate::billing::customers::Customer;
+use crate::billing::items::SubscriptionItem;
 use crate::billing::subscriptions::{Checkout, Subscription};
 use crate::billing::{Billing, BillingError};
 
@@ -62,6 +63,21 @@ impl Loader<Uuid> for CheckoutBySubscription {
     }
 }
 
+/// Each subscription's items in force.
+pub struct ItemsBySubscription(pub Arc<Billing>);
+
+impl Loader<Uuid> for ItemsBySubscription {
+    type Value = Vec<SubscriptionItem>;
+    type Error = Arc<BillingError>;
+
+    async fn load(
+        &self,
+        keys: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<SubscriptionItem>>, Self::Error> {
+        self.0.items_of_subscriptions(keys).await.map_err(Arc::new)
+    }
+}
+
 /// Everything a request needs to batch its lookups.
 pub fn request_loaders(billing: &Arc<Billing>, data: &mut async_graphql::Data) {
     data.insert(DataLoader::new(
@@ -74,6 +90,10 @@ pub fn request_loaders(billing: &Arc<Billing>, data: &mut async_graphql::Data) {
     ));
     data.insert(DataLoader::new(
         CheckoutBySubscription(billing.clone()),
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        ItemsBySubscription(billing.clone()),
         tokio::spawn,
     ));
 }

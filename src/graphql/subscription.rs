@@ -13,9 +13,13 @@ use super::context::ContextExt;
 use super::customer::Customer;
 use super::enums::{BillingEventKind, CheckoutStatus, PhaseKind, SubscriptionStatus};
 use super::error::{GqlResult, uuid};
-use super::loaders::{CheckoutBySubscription, CustomerLoader, SubscriptionsByCustomer};
+use super::loaders::{
+    CheckoutBySubscription, CustomerLoader, ItemsBySubscription, SubscriptionsByCustomer,
+};
 use super::scalars::Decimal;
+use crate::billing::changes::ChangeSpec;
 use crate::billing::events::{self, BillingEvent as EventModel};
+use crate::billing::items::NamedItem;
 use crate::billing::subscriptions::{
     Checkout as CheckoutModel, NewSubscription, PlanChangeUrls, Subscription as SubscriptionModel,
 };
@@ -78,6 +82,36 @@ impl Subscription {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// The items in force: the named ones, or the plan's default items (each PACKAGE
+    /// product it prices, quantity 1, no package).
+    async fn items(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SubscriptionItem>> {
+        let loader = ctx.data::<DataLoader<ItemsBySubscription>>()?;
+        let items = loader
+            .load_one(self.0.id)
+            .await
+            .map_err(|e| e.extend())?
+            .unwrap_or_default();
+        let catalog = ctx.billing()?.catalog();
+        Ok(items
+            .into_iter()
+            .map(|i| SubscriptionItem {
+                product_id: ID(i.product_id.to_string()),
+                product_name: catalog
+                    .product(i.product_id)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                package_id: i.package_id.map(|p| ID(p.to_string())),
+                package_name: i.package_id.and_then(|id| {
+                    catalog
+                        .packages_of(i.product_id)
+                        .iter()
+                        .find(|p| p.id == id)
+                        .map(|p| p.name.clone())
+                }),
+                quantity: i.quantity.into(),
+            })
+            .collect())
+    }
     /// The latest checkout, if the subscription needed one.
     async fn checkout(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Checkout>> {
         let loader = ctx.data::<DataLoader<CheckoutBySubscription>>()?;
@@ -134,11 +168,66 @@ pub struct CreateSubscriptionPayload {
     pub checkout: Option<Checkout>,
 }
 
+/// An item of a subscription.
+#[derive(SimpleObject)]
+pub struct SubscriptionItem {
+    pub product_id: ID,
+    pub product_name: String,
+    /// The package whose included amounts it brings (times the quantity); None: nothing.
+    pub package_id: Option<ID>,
+    pub package_name: Option<String>,
+    pub quantity: Decimal,
+}
+
+/// An item to subscribe to: a PACKAGE product priced in the plan, optionally one of its
+/// packages, and a quantity above zero (up to 6 decimals).
+#[derive(InputObject)]
+pub struct SubscriptionItemInput {
+    pub product_id: ID,
+    pub package_id: Option<ID>,
+    #[graphql(default_with = "Decimal(rust_decimal::Decimal::ONE)")]
+    pub quantity: Decimal,
+}
+
+impl TryFrom<SubscriptionItemInput> for NamedItem {
+    type Error = async_graphql::Error;
+    fn try_from(i: SubscriptionItemInput) -> Result<Self, Self::Error> {
+        Ok(NamedItem {
+            product_id: uuid("productId", &i.product_id)?,
+            package_id: i
+                .package_id
+                .as_ref()
+                .map(|p| uuid("packageId", p))
+                .transpose()?,
+            quantity: i.quantity.0,
+        })
+    }
+}
+
+fn named_items(items: Vec<SubscriptionItemInput>) -> async_graphql::Result<Vec<NamedItem>> {
+    items.into_iter().map(NamedItem::try_from).collect()
+}
+
+/// A change as `changePreview` takes it: a plan or items, exactly one.
+pub fn change_spec(
+    plan_id: Option<ID>,
+    items: Option<Vec<SubscriptionItemInput>>,
+) -> async_graphql::Result<ChangeSpec> {
+    match (plan_id, items) {
+        (Some(p), None) => Ok(ChangeSpec::Plan(uuid("planId", &p)?)),
+        (None, Some(items)) => Ok(ChangeSpec::Items(named_items(items)?)),
+        _ => Err(crate::billing::BillingError::invalid(
+            "give either planId or items",
+        ))
+        .gql(),
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct SubscriptionChangePayload {
     pub subscription: Subscription,
-    /// The change's own invoice, when it issues one (changes are billed in arrears today,
-    /// sliced at the change instant on the period's invoice: always null for now).
+    /// The change's invoice (PRORATION lines), when it took effect; null while it waits for
+    /// its checkout.
     pub invoice: Option<super::invoice::Invoice>,
     /// The checkout to pay before the change takes effect; null when it took effect at once.
     pub checkout: Option<Checkout>,
@@ -161,6 +250,8 @@ pub struct CreateSubscriptionInput {
     pub cancel_url: String,
     /// The same key with the same input returns the first result.
     pub idempotency_key: Option<String>,
+    /// The items to subscribe to; default: the plan's default items.
+    pub items: Option<Vec<SubscriptionItemInput>>,
 }
 
 /// Something that happened to a customer's billing.
@@ -272,6 +363,7 @@ impl SubscriptionMutation {
                     success_url: input.success_url,
                     cancel_url: input.cancel_url,
                     idempotency_key: input.idempotency_key,
+                    items: input.items.map(named_items).transpose()?,
                 },
             )
             .await
@@ -315,10 +407,10 @@ impl SubscriptionMutation {
         Ok(Subscription(s))
     }
 
-    /// Moves the subscription to another plan. A change from a plan with nothing to pay to
-    /// one with something to pay takes effect only once paid: the answer then carries the
-    /// checkout (give `successUrl` and `cancelUrl` for it), and the subscription stays on
-    /// its plan until that checkout succeeds.
+    /// Moves the subscription to another plan mid-period, prorated like
+    /// `updateSubscriptionItems` (named items are kept; default items follow the new plan).
+    /// A change that must be paid first carries its checkout when the saved payment method
+    /// is missing or refused, and the subscription stays as it is until it is paid.
     async fn change_plan(
         &self,
         ctx: &Context<'_>,
@@ -342,11 +434,46 @@ impl SubscriptionMutation {
             )
             .await
             .gql()?;
-        Ok(SubscriptionChangePayload {
-            subscription: Subscription(out.subscription),
-            invoice: None,
-            checkout: out.checkout.map(Checkout),
-        })
+        Ok(change_payload(out))
+    }
+
+    /// Replaces the subscription's items mid-period, prorated: the unused part of what was
+    /// billed in advance is credited and the new items are charged for the rest of the
+    /// period, on an invoice issued at once. A change that costs more than the credit
+    /// balance covers takes effect when paid: with the saved payment method, or through the
+    /// returned checkout (give `successUrl` and `cancelUrl`).
+    async fn update_subscription_items(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: ID,
+        items: Vec<SubscriptionItemInput>,
+        idempotency_key: Option<String>,
+        success_url: Option<String>,
+        cancel_url: Option<String>,
+    ) -> async_graphql::Result<SubscriptionChangePayload> {
+        let out = ctx
+            .billing()?
+            .update_subscription_items(
+                &ctx.principal(),
+                uuid("subscriptionId", &subscription_id)?,
+                named_items(items)?,
+                PlanChangeUrls {
+                    success_url,
+                    cancel_url,
+                    idempotency_key,
+                },
+            )
+            .await
+            .gql()?;
+        Ok(change_payload(out))
+    }
+}
+
+fn change_payload(out: crate::billing::subscriptions::Subscribed) -> SubscriptionChangePayload {
+    SubscriptionChangePayload {
+        subscription: Subscription(out.subscription),
+        invoice: out.invoice.map(super::invoice::Invoice),
+        checkout: out.checkout.map(Checkout),
     }
 }
 

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use crate::helpers::TestApp;
 use crate::subscriptions::{event_kinds, pay, subscribe};
 
-const INVOICES: &str = "query($c: ID!) { invoices(customerId: $c) { edges { node { id status total currency attempts periodStart periodEnd
+const INVOICES: &str = "query($c: ID!) { invoices(customerId: $c) { edges { node { id kind status total amountDue creditApplied currency attempts periodStart periodEnd
     lines { kind phase start end quantity unitAmount amount } } } } }";
 
 /// An RFC 3339 instant of a test.
@@ -110,37 +110,57 @@ async fn a_period_crossing_from_trial_into_final_is_invoiced_in_two_slices_and_c
         sub,
     } = paying_subscriber(&app, start).await;
 
-    // Halfway through the trial's second week the preview shows the period so far.
+    // The checkout paid the opening invoice: period 0's monthly support in advance, free
+    // in the trial (Jan 1–15), then 10 × 17/31 of the month = 5.483870… → 5.48.
+    let all = invoices(&app, &customer).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        (
+            all[0]["kind"].as_str(),
+            all[0]["status"].as_str(),
+            all[0]["total"].as_str(),
+            all[0]["amountDue"].as_str()
+        ),
+        (Some("PERIOD"), Some("PAID"), Some("5.48"), Some("0.00"))
+    );
+
+    // Halfway through the trial's second week the preview shows the next invoice so far:
+    // the container's hours (free so far) and February's support in advance.
     advance(&app, start + chrono::TimeDelta::days(10)).await;
     let preview = app.gql_as(Some(&token), "query($s: ID!) { invoicePreview(subscriptionId: $s) { status total lines { phase amount } } }", json!({ "s": sub })).await;
     assert_eq!(preview.ok()["invoicePreview"]["status"], "DRAFT");
-    assert_eq!(preview.ok()["invoicePreview"]["total"], "0.00");
+    assert_eq!(preview.ok()["invoicePreview"]["total"], "10.00");
 
-    // Past the period's end (Jan 1 + 1 month = Feb 1): the clock issues and collects.
+    // At the period's end (Jan 1 + 1 month = Feb 1) the clock issues and collects the
+    // boundary invoice: January's hours in arrears, February's support in advance.
     advance(&app, start + chrono::TimeDelta::days(31)).await;
     let all = invoices(&app, &customer).await;
-    assert_eq!(all.len(), 1);
-    let inv = &all[0];
+    assert_eq!(all.len(), 2);
+    let inv = &all[1];
     assert_eq!(inv["status"], "PAID");
-    assert_eq!(inv["periodEnd"], "2027-02-01T00:00:00+00:00");
-    let phases: Vec<(&str, &str)> = inv["lines"]
+    assert_eq!(inv["periodStart"], "2027-02-01T00:00:00+00:00");
+    let phases: Vec<(&str, &str, &str)> = inv["lines"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (l["phase"].as_str().unwrap(), l["amount"].as_str().unwrap()))
+        .map(|l| {
+            (
+                l["phase"].as_str().unwrap(),
+                l["start"].as_str().unwrap(),
+                l["amount"].as_str().unwrap(),
+            )
+        })
         .collect();
-    // Trial: Jan 1–15 free. Final: Jan 15 – Feb 1 = 17 days = 408 h × 0.0125 = 5.10,
-    // and 10 × 17/31 of the month = 5.483870… → 5.48.
+    // Final: Jan 15 – Feb 1 = 17 days = 408 h × 0.0125 = 5.10.
     assert_eq!(
         phases,
         [
-            ("TRIAL", "0.00"),
-            ("TRIAL", "0.00"),
-            ("FINAL", "5.10"),
-            ("FINAL", "5.48")
+            ("TRIAL", "2027-01-01T00:00:00+00:00", "0.00"),
+            ("FINAL", "2027-01-15T00:00:00+00:00", "5.10"),
+            ("FINAL", "2027-02-01T00:00:00+00:00", "10.00")
         ]
     );
-    assert_eq!(inv["total"], "10.58");
+    assert_eq!(inv["total"], "15.10");
 
     let kinds = event_kinds(&app, &customer).await;
     assert_eq!(
@@ -195,7 +215,8 @@ async fn failed_renewals_go_past_due_retry_and_finally_cancel() {
     let period_end = start + chrono::TimeDelta::days(31);
     advance(&app, period_end).await;
     assert_eq!(sub_status(&app, &sub).await, "PAST_DUE");
-    let inv = &invoices(&app, &customer).await[0];
+    // [0] is the opening invoice, paid at checkout; [1] the first renewal.
+    let inv = &invoices(&app, &customer).await[1];
     assert_eq!(
         (inv["status"].as_str(), inv["attempts"].as_i64()),
         (Some("OPEN"), Some(1))
@@ -205,7 +226,7 @@ async fn failed_renewals_go_past_due_retry_and_finally_cancel() {
         advance(&app, period_end + chrono::TimeDelta::days(day)).await;
         assert_eq!(sub_status(&app, &sub).await, want, "day {day}");
     }
-    let inv = &invoices(&app, &customer).await[0];
+    let inv = &invoices(&app, &customer).await[1];
     assert_eq!(
         (inv["status"].as_str(), inv["attempts"].as_i64()),
         (Some("UNCOLLECTIBLE"), Some(4))
@@ -256,7 +277,7 @@ async fn a_successful_retry_returns_the_subscription_to_active() {
         )
         .await;
     assert_eq!(res.ok()["subscription"]["status"], "ACTIVE");
-    let inv = invoices(&app, &customer).await[0].clone();
+    let inv = invoices(&app, &customer).await[1].clone();
     assert_eq!(inv["status"], "PAID");
     let refused = app
         .admin(
@@ -303,7 +324,7 @@ async fn an_idle_billing_clock_does_not_read_every_subscription() {
 }
 
 #[tokio::test]
-async fn the_month_paid_at_checkout_is_not_charged_again() {
+async fn the_checkout_pays_the_first_month_and_each_later_month_is_billed_at_its_start() {
     let app = TestApp::spawn().await;
     let (plan, container) = crate::subscriptions::monthly_plan(&app, "10").await;
     let customer = app.create_customer("c").await;
@@ -319,43 +340,64 @@ async fn the_month_paid_at_checkout_is_not_charged_again() {
     )
     .await;
 
-    // Period 0 is what the checkout paid for: the invoice sets it against the charge.
-    advance(&app, start + chrono::TimeDelta::days(31)).await;
+    // The opening invoice is period 0's advance line, paid by the checkout.
     let all = invoices(&app, &customer).await;
     assert_eq!(all.len(), 1);
-    assert_eq!(all[0]["status"], "PAID");
-    assert_eq!(all[0]["total"], "0.00");
-    let lines: Vec<(&str, &str)> = all[0]["lines"]
+    assert_eq!(
+        (
+            all[0]["status"].as_str(),
+            all[0]["total"].as_str(),
+            all[0]["amountDue"].as_str()
+        ),
+        (Some("PAID"), Some("10.00"), Some("0.00"))
+    );
+    let lines: Vec<(&str, &str, &str)> = all[0]["lines"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (l["kind"].as_str().unwrap(), l["amount"].as_str().unwrap()))
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap(),
+                l["start"].as_str().unwrap(),
+                l["amount"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(lines, [("RECURRING", "10.00"), ("PREPAID", "-10.00")]);
+    assert_eq!(lines, [("RECURRING", "2027-05-01T00:00:00+00:00", "10.00")]);
     let res = app
         .admin(
-            "query($c: ID!) { invoices(customerId: $c) { edges { node { lines { productId } } } } }",
+            "query($c: ID!) { invoices(customerId: $c) { edges { node { lines { productId product { name } } } } } }",
             json!({ "c": customer }),
         )
         .await;
     assert_eq!(
-        res.ok()["invoices"]["edges"][0]["node"]["lines"][1]["productId"],
-        json!(container)
+        res.ok()["invoices"]["edges"][0]["node"]["lines"][0],
+        json!({ "productId": container, "product": { "name": "Container" } })
     );
 
-    // Period 1 is charged to the saved card, once.
-    advance(&app, start + chrono::TimeDelta::days(62)).await;
+    // June is billed on June 1, to the saved card, once; July on July 1.
+    advance(&app, start + chrono::TimeDelta::days(31)).await;
     let all = invoices(&app, &customer).await;
     assert_eq!(all.len(), 2);
     assert_eq!(
-        (all[1]["status"].as_str(), all[1]["total"].as_str()),
-        (Some("PAID"), Some("10.00"))
+        (
+            all[1]["status"].as_str(),
+            all[1]["total"].as_str(),
+            all[1]["periodStart"].as_str()
+        ),
+        (
+            Some("PAID"),
+            Some("10.00"),
+            Some("2027-06-01T00:00:00+00:00")
+        )
     );
+    advance(&app, start + chrono::TimeDelta::days(61)).await;
+    assert_eq!(invoices(&app, &customer).await.len(), 3);
     let kinds = event_kinds(&app, &customer).await;
     assert_eq!(
         kinds.iter().filter(|k| *k == "PAYMENT_SUCCEEDED").count(),
-        2,
-        "the checkout and period 1: {kinds:?}"
+        3,
+        "the checkout, June and July: {kinds:?}"
     );
 }
 
@@ -384,69 +426,62 @@ async fn a_canceled_subscription_gets_a_final_invoice_up_to_the_cancellation() {
     )
     .await;
     let all = invoices(&app, &customer).await;
-    assert_eq!(all.len(), 1, "{all:?}");
-    let inv = &all[0];
-    let lines: Vec<(&str, &str, &str)> = inv["lines"]
+    assert_eq!(all.len(), 2, "{all:?}");
+    let inv = &all[1];
+    let lines: Vec<(&str, &str, &str, &str)> = inv["lines"]
         .as_array()
         .unwrap()
         .iter()
         .map(|l| {
             (
+                l["kind"].as_str().unwrap(),
                 l["phase"].as_str().unwrap(),
                 l["end"].as_str().unwrap(),
                 l["amount"].as_str().unwrap(),
             )
         })
         .collect();
-    // Jan 15–20 = 120 h × 0.0125 = 1.50; 10 × 5/31 of the month = 1.6129… → 1.61.
+    // The container's hours in arrears up to the instant: Jan 15–20 = 120 h × 0.0125 =
+    // 1.50. The support paid in advance to Feb 1 is credited for Jan 20 – Feb 1:
+    // 10 × 12/31 = 3.870967… → −3.87.
     assert_eq!(
         lines,
         [
-            ("TRIAL", "2027-01-15T00:00:00+00:00", "0.00"),
-            ("TRIAL", "2027-01-15T00:00:00+00:00", "0.00"),
-            ("FINAL", "2027-01-20T00:00:00+00:00", "1.50"),
-            ("FINAL", "2027-01-20T00:00:00+00:00", "1.61")
+            ("RECURRING", "TRIAL", "2027-01-15T00:00:00+00:00", "0.00"),
+            ("RECURRING", "FINAL", "2027-01-20T00:00:00+00:00", "1.50"),
+            ("PRORATION", "FINAL", "2027-02-01T00:00:00+00:00", "-3.87")
         ]
     );
     assert_eq!(
-        (inv["total"].as_str(), inv["status"].as_str()),
-        (Some("3.11"), Some("PAID"))
+        (
+            inv["kind"].as_str(),
+            inv["total"].as_str(),
+            inv["status"].as_str()
+        ),
+        (Some("FINAL"), Some("-2.37"), Some("PAID"))
     );
-    // Nothing more is billed, and the subscription stays canceled.
-    advance(&app, start + chrono::TimeDelta::days(70)).await;
-    assert_eq!(invoices(&app, &customer).await.len(), 1);
-    assert_eq!(sub_status(&app, &sub).await, "CANCELED");
-}
-
-#[tokio::test]
-async fn moving_billing_start_moves_the_next_phase_change() {
-    let app = TestApp::spawn().await;
-    let start = utc("2027-01-01T00:00:00Z");
-    let Paying { customer, sub, .. } = paying_subscriber(&app, start).await;
-    // The clock has scheduled its next visit for the trial's end, Jan 15.
-    advance(&app, start + chrono::TimeDelta::hours(1)).await;
-    // An admin moves billingStart ten days back: the trial now ends on Jan 5.
-    app.admin(
-        "mutation($c: ID!, $at: DateTime!) { setBillingStart(customerId: $c, at: $at) { billingStart } }",
-        json!({ "c": customer, "at": "2026-12-22T00:00:00Z" }),
-    )
-    .await
-    .ok();
-    advance(&app, utc("2027-01-06T00:00:00Z")).await;
-    let res = app
+    // The negative total became credit, and the last subscription's end refunds it.
+    let credit = app
         .admin(
-            "query($s: ID!) { subscription(id: $s) { status currentPhase } }",
-            json!({ "s": sub }),
+            "query($c: ID!) { customer(id: $c) { creditBalance creditEntries { amount balanceAfter reason } } }",
+            json!({ "c": customer }),
         )
         .await;
     assert_eq!(
-        res.ok()["subscription"],
-        json!({ "status": "ACTIVE", "currentPhase": "FINAL" })
+        credit.ok()["customer"],
+        json!({ "creditBalance": "0.00", "creditEntries": [
+            { "amount": "2.37", "balanceAfter": "2.37", "reason": "INVOICE_CREDIT" },
+            { "amount": "-2.37", "balanceAfter": "0.00", "reason": "REFUNDED" },
+        ] })
     );
     let kinds = event_kinds(&app, &customer).await;
     assert_eq!(
-        kinds.iter().filter(|k| *k == "PHASE_CHANGED").count(),
+        kinds.iter().filter(|k| *k == "PAYMENT_REFUNDED").count(),
         1,
-        "recorded at the new boundary, not the old one: {kinds:?}"
+        "{kinds:?}"
     );
+    // Nothing more is billed, and the subscription stays canceled.
+    advance(&app, start + chrono::TimeDelta::days(70)).await;
+    assert_eq!(invoices(&app, &customer).await.len(), 2);
+    assert_eq!(sub_status(&app, &sub).await, "CANCELED");
 }

@@ -14,6 +14,7 @@ mod metrics;
 mod money;
 mod money_path;
 mod pricing;
+mod proration;
 mod sandbox_state;
 mod schema;
 mod stripe;

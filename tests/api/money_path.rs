@@ -218,8 +218,36 @@ async fn a_change_from_a_free_plan_to_a_paid_one_waits_for_its_payment() {
     assert_eq!(computations_limit(&app, &customer).await, 100);
     let kinds = event_kinds(&app, &customer).await;
     assert_eq!(
-        kinds[kinds.len() - 3..],
-        ["CHECKOUT_COMPLETED", "PAYMENT_SUCCEEDED", "PLAN_CHANGED"]
+        kinds[kinds.len() - 5..],
+        [
+            "CHECKOUT_COMPLETED",
+            "PAYMENT_SUCCEEDED",
+            "PLAN_CHANGED",
+            "INVOICE_ISSUED",
+            "INVOICE_PAID"
+        ]
+    );
+    // The change's invoice: the whole first month of Pro, paid by the checkout.
+    let invoices = app
+        .admin(
+            "query($c: ID!) { invoices(customerId: $c) { edges { node { kind total amountDue status lines { kind amount } } } } }",
+            json!({ "c": customer }),
+        )
+        .await;
+    let change = invoices.ok()["invoices"]["edges"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["node"]
+        .clone();
+    assert_eq!(
+        (
+            change["kind"].as_str(),
+            change["total"].as_str(),
+            change["amountDue"].as_str(),
+            change["status"].as_str()
+        ),
+        (Some("CHANGE"), Some("30.00"), Some("0.00"), Some("PAID"))
     );
 }
 

@@ -165,7 +165,9 @@ async fn a_card_payment_through_stripe_activates_the_subscription() {
             "SUBSCRIPTION_CREATED",
             "CHECKOUT_COMPLETED",
             "PAYMENT_SUCCEEDED",
-            "SUBSCRIPTION_ACTIVATED"
+            "SUBSCRIPTION_ACTIVATED",
+            "INVOICE_ISSUED",
+            "INVOICE_PAID"
         ],
         "{kinds:?}"
     );

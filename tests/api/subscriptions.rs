@@ -125,7 +125,9 @@ async fn a_customer_pays_on_the_checkout_page_and_lands_on_success_active() {
             "SUBSCRIPTION_CREATED",
             "CHECKOUT_COMPLETED",
             "PAYMENT_SUCCEEDED",
-            "SUBSCRIPTION_ACTIVATED"
+            "SUBSCRIPTION_ACTIVATED",
+            "INVOICE_ISSUED",
+            "INVOICE_PAID"
         ]
     );
 }
@@ -179,7 +181,12 @@ async fn a_free_plan_is_active_at_once_without_checkout() {
     assert_eq!(out["checkout"], Value::Null);
     assert_eq!(
         event_kinds(&app, &customer).await,
-        ["SUBSCRIPTION_CREATED", "SUBSCRIPTION_ACTIVATED"]
+        [
+            "SUBSCRIPTION_CREATED",
+            "SUBSCRIPTION_ACTIVATED",
+            "INVOICE_ISSUED",
+            "INVOICE_PAID"
+        ]
     );
 }
 
@@ -227,7 +234,9 @@ async fn a_declined_card_can_be_retried_and_a_pending_one_settles_later() {
             "PAYMENT_PENDING",
             "CHECKOUT_COMPLETED",
             "PAYMENT_SUCCEEDED",
-            "SUBSCRIPTION_ACTIVATED"
+            "SUBSCRIPTION_ACTIVATED",
+            "INVOICE_ISSUED",
+            "INVOICE_PAID"
         ]
     );
 }
@@ -429,7 +438,13 @@ async fn subscriptions_are_canceled_now_or_at_period_end_and_change_plan() {
         [
             "SUBSCRIPTION_CREATED",
             "SUBSCRIPTION_ACTIVATED",
+            // The opening invoice (free: paid at once).
+            "INVOICE_ISSUED",
+            "INVOICE_PAID",
             "PLAN_CHANGED",
+            // The change's invoice: nothing to prorate between two free plans.
+            "INVOICE_ISSUED",
+            "INVOICE_PAID",
             "CANCELLATION_SCHEDULED",
             "SUBSCRIPTION_CANCELED",
             // The period that ended with the subscription is invoiced (free: paid at once).

@@ -205,12 +205,16 @@ async fn usage_is_recorded_once_per_key_and_counters_become_rises() {
 async fn the_usage_summary_shows_included_amounts_and_overage_so_far() {
     let app = TestApp::spawn().await;
     let container = app.create_product("Container", "PACKAGE", None).await;
-    app.admin(
-        r#"mutation($p: ID!) { createPackage(input: { productId: $p, name: "Small", cpu: "1", memoryMb: 1024, includedBandwidthGb: "100" }) { id } }"#,
-        json!({ "p": container }),
-    )
-    .await
-    .ok();
+    let small = app
+        .admin(
+            r#"mutation($p: ID!) { createPackage(input: { productId: $p, name: "Small", cpu: "1", memoryMb: 1024, includedBandwidthGb: "100" }) { id } }"#,
+            json!({ "p": container }),
+        )
+        .await
+        .ok()["createPackage"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let bandwidth = app
         .create_product("Bandwidth", "METERED_RESOURCE", Some("bandwidth"))
         .await;
@@ -222,7 +226,18 @@ async fn the_usage_summary_shows_included_amounts_and_overage_so_far() {
     let customer = app.create_customer("c").await;
     let token = app.customer_token(&customer).await;
     let backend = app.service_token("backend").await;
-    let sub = subscribe(&app, &token, &customer, &plan).await;
+    // The included bandwidth comes from the package named on the item (default items name
+    // none, and include nothing).
+    let mut input = crate::subscriptions::subscribe_input(&customer, &plan, None);
+    input["i"]["items"] = json!([{ "productId": container, "packageId": small, "quantity": "1" }]);
+    let sub = app
+        .gql_as(Some(&token), "mutation($i: CreateSubscriptionInput!) { createSubscription(input: $i) { subscription { id items { productName packageName quantity } } checkout { url } } }", input)
+        .await;
+    let sub = sub.ok()["createSubscription"].clone();
+    assert_eq!(
+        sub["subscription"]["items"],
+        json!([{ "productName": "Container", "packageName": "Small", "quantity": "1" }])
+    );
     crate::subscriptions::pay(
         &app,
         sub["checkout"]["url"].as_str().unwrap(),

@@ -63,7 +63,9 @@ async fn webhooks_need_a_valid_signature_and_count_once() {
             "SUBSCRIPTION_CREATED",
             "CHECKOUT_COMPLETED",
             "PAYMENT_SUCCEEDED",
-            "SUBSCRIPTION_ACTIVATED"
+            "SUBSCRIPTION_ACTIVATED",
+            "INVOICE_ISSUED",
+            "INVOICE_PAID"
         ]
     );
 
@@ -83,7 +85,7 @@ async fn webhooks_need_a_valid_signature_and_count_once() {
         res.ok()["subscription"],
         json!({ "status": "ACTIVE", "checkout": { "status": "SUCCEEDED" } })
     );
-    assert_eq!(event_kinds(&app, &customer).await.len(), 4);
+    assert_eq!(event_kinds(&app, &customer).await.len(), 6);
 
     let unknown_provider = app
         .client
