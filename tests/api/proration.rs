@@ -33,7 +33,6 @@ struct Catalog {
 async fn catalog(app: &TestApp) -> Catalog {
     let container = app.create_product("Container", "PACKAGE", None).await;
     let package = |name: &str, gb: &str| {
-        let app = app;
         let container = container.clone();
         let (name, gb) = (name.to_owned(), gb.to_owned());
         async move {
