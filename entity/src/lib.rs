@@ -24,5 +24,8 @@ pub mod setting;
 pub mod subscription;
 pub mod subscription_phase;
 pub mod usage_record;
+pub mod webhook_attempt;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
 
 pub use dec::Dec;
