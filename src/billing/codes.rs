@@ -181,6 +181,14 @@ pub enum EventKind {
     PaymentRefunded,
 }
 
+/// An outbound webhook delivery: sent until accepted, or given up on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WebhookDeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum InvoiceStatus {
     Draft,
@@ -213,6 +221,10 @@ codes!(EventKind {
     EventKind::PhaseChanged => "PHASE_CHANGED", EventKind::InvoiceIssued => "INVOICE_ISSUED",
     EventKind::InvoicePaid => "INVOICE_PAID", EventKind::InvoiceUncollectible => "INVOICE_UNCOLLECTIBLE",
     EventKind::SubscriptionPastDue => "SUBSCRIPTION_PAST_DUE", EventKind::PaymentRefunded => "PAYMENT_REFUNDED",
+});
+codes!(WebhookDeliveryStatus {
+    WebhookDeliveryStatus::Pending => "PENDING", WebhookDeliveryStatus::Succeeded => "SUCCEEDED",
+    WebhookDeliveryStatus::Failed => "FAILED",
 });
 codes!(InvoiceStatus {
     InvoiceStatus::Draft => "DRAFT", InvoiceStatus::Open => "OPEN", InvoiceStatus::Paid => "PAID",

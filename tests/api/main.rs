@@ -20,3 +20,4 @@ mod stripe;
 mod subscriptions;
 mod usage;
 mod webhooks;
+mod webhooks_out;
