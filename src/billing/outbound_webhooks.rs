@@ -431,7 +431,9 @@ impl Billing {
         }
         rows.into_iter()
             .map(|d| {
-                let a = attempts.remove(&d.id).unwrap_or_default();
+                let mut a = attempts.remove(&d.id).unwrap_or_default();
+                // One recorded after the row was read waits for the next read.
+                a.retain(|a| a.number <= d.attempts);
                 delivery_of(d, a).map_err(BillingError::from)
             })
             .collect()

@@ -185,6 +185,32 @@ async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The endpoint's deliveries once the one of `event_id` has `attempts` attempts recorded
+/// (a receiver answers before the sender records the attempt).
+async fn deliveries_after(
+    app: &TestApp,
+    endpoint: &str,
+    event_id: &str,
+    attempts: usize,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ds = deliveries(app, endpoint).await;
+        let recorded = ds
+            .iter()
+            .find(|d| d["eventId"] == event_id)
+            .map_or(0, |d| d["attemptCount"].as_u64().unwrap() as usize);
+        if recorded >= attempts {
+            return ds;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{attempts} attempts of {event_id}: {ds:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn advance(app: &TestApp, to: chrono::DateTime<chrono::Utc>) {
     app.admin(
         "mutation($t: DateTime!) { advanceClock(to: $t) }",
@@ -237,7 +263,7 @@ async fn webhooks_are_signed_retried_in_order_per_customer_and_replayable() {
     assert_eq!(seen.len(), 2, "a's later events are held back: {seen:?}");
 
     let first_attempt_at = app.billing.clock.now();
-    let listed = deliveries(&app, &endpoint).await;
+    let listed = deliveries_after(&app, &endpoint, &seen[0].id, 1).await;
     let a1 = listed
         .iter()
         .find(|d| d["eventId"] == json!(seen[0].id))
@@ -571,4 +597,79 @@ async fn two_processes_send_each_delivery_once_on_postgres() {
             .all(|d| d["status"] == "SUCCEEDED" && d["attemptCount"] == 1),
         "{listed:?}"
     );
+}
+
+#[tokio::test]
+async fn a_delivery_is_retried_for_a_day_then_failed_and_the_customer_s_next_ones_go_out() {
+    let app = TestApp::spawn().await;
+    let hook = Receiver::start(15, false, Duration::ZERO).await;
+    let (endpoint, secret) = create_endpoint(&app, json!({ "url": hook.url })).await;
+    let (plan, _) = monthly_plan(&app, "10").await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let out = subscribe(&app, &token, &customer, &plan).await;
+    hook.wait_for(1).await;
+    pay(
+        &app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242 4242 4242 4242",
+    )
+    .await;
+    let first = |ds: Vec<Value>| {
+        ds.into_iter()
+            .find(|d| d["eventKind"] == "SUBSCRIPTION_CREATED")
+            .unwrap()
+    };
+    let id = hook.seen()[0].id.clone();
+    for n in 1..15 {
+        let d = first(deliveries_after(&app, &endpoint, &id, n as usize).await);
+        assert_eq!(d["status"], "PENDING");
+        assert_eq!(d["attemptCount"], n);
+        let next: chrono::DateTime<chrono::Utc> =
+            d["nextAttemptAt"].as_str().unwrap().parse().unwrap();
+        advance(&app, next).await;
+        let seen = hook.wait_for(n as usize + 1).await;
+        assert_eq!(
+            seen[n as usize].id, seen[0].id,
+            "only the first event is retried"
+        );
+    }
+    // Given up after the 15th: the customer's later events go out, in order.
+    let seen = hook.wait_for(18).await;
+    let d = first(deliveries_after(&app, &endpoint, &id, 15).await);
+    assert_eq!(d["status"], "FAILED");
+    assert_eq!(d["attemptCount"], 15);
+    assert_eq!(d["nextAttemptAt"], Value::Null);
+    let attempts = d["attempts"].as_array().unwrap();
+    assert!(attempts.iter().all(|a| a["httpStatus"] == 500));
+    let at = |a: &Value| {
+        a["at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    let span = at(&attempts[14]) - at(&attempts[0]);
+    assert!(span >= chrono::TimeDelta::hours(24), "retried for {span}");
+    let later: Vec<String> = seen[15..]
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(later, event_kinds(&app, &customer).await[1..]);
+    let verdicts = verify_with_reference(&secret, &seen[15..]);
+    assert!(verdicts.iter().all(|v| v == "ok"), "{verdicts:?}");
+
+    // A replay gives it a fresh set of attempts: accepted now.
+    app.admin(
+        "mutation($d: ID!) { replayWebhookDelivery(id: $d) { id } }",
+        json!({ "d": d["id"] }),
+    )
+    .await
+    .ok();
+    let seen = hook.wait_for(19).await;
+    assert_eq!(seen[18].id, seen[0].id);
+    let d = first(deliveries_after(&app, &endpoint, &id, 16).await);
+    assert_eq!(d["status"], "SUCCEEDED");
+    assert_eq!(d["attemptCount"], 16);
+    assert_eq!(d["attempts"][15]["httpStatus"], 204);
 }
