@@ -124,6 +124,9 @@ pub struct Config {
     /// Milliseconds any one payment provider call may take.
     #[arg(long, env = "BILLING_PROVIDER_TIMEOUT_MS", default_value_t = 15_000)]
     pub provider_timeout_ms: u64,
+    /// Milliseconds a webhook receiver has to answer one delivery attempt.
+    #[arg(long, env = "BILLING_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
     /// Days after a failed renewal charge at which it is retried.
     #[arg(
         long,
@@ -209,6 +212,7 @@ impl Config {
             stripe_js_url: "https://js.stripe.com/v3/".into(),
             checkout_ttl_hours: 23,
             provider_timeout_ms: 1_000,
+            webhook_timeout_ms: 2_000,
             dunning_retry_days: vec![1, 3, 5],
             dunning_final: "cancel".into(),
             refund_credit: "refund".into(),

@@ -137,6 +137,7 @@ impl Application {
             default_provider: config.default_provider.clone(),
             checkout_ttl: chrono::TimeDelta::hours(i64::from(config.checkout_ttl_hours.max(1))),
             provider_timeout: Duration::from_millis(config.provider_timeout_ms.max(1)),
+            webhook_timeout: Duration::from_millis(config.webhook_timeout_ms.max(1)),
             dunning: crate::billing::invoicing::Dunning {
                 retries: config
                     .dunning_retry_days
@@ -208,6 +209,7 @@ impl Application {
                 let billing = self.billing.clone();
                 async move { billing.run_event_hub().await }
             }),
+            tokio::spawn(self.billing.clone().run_webhooks()),
             tokio::spawn(listen_for_events(
                 self.billing.clone(),
                 self.database_url.clone(),

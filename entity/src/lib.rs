@@ -26,5 +26,8 @@ pub mod subscription;
 pub mod subscription_phase;
 pub mod subscription_version;
 pub mod usage_record;
+pub mod webhook_attempt;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
 
 pub use dec::Dec;

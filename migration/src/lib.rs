@@ -13,6 +13,7 @@ mod m20261201_000009_sandbox_state;
 mod m20261201_000010_checkout_purpose_and_refunds;
 mod m20261201_000011_name_service_keys;
 mod m20261201_000012_items_timing_and_credits;
+mod m20261201_000013_outbound_webhooks;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_checkout_purpose_and_refunds::Migration),
             Box::new(m20261201_000011_name_service_keys::Migration),
             Box::new(m20261201_000012_items_timing_and_credits::Migration),
+            Box::new(m20261201_000013_outbound_webhooks::Migration),
         ]
     }
 }

@@ -221,6 +221,14 @@ pub enum InvoiceKind {
     Final,
 }
 
+/// An outbound webhook delivery: sent until accepted, or given up on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WebhookDeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum InvoiceStatus {
     Draft,
@@ -265,6 +273,10 @@ codes!(LineKind {
     LineKind::Proration => "PRORATION",
 });
 codes!(InvoiceKind { InvoiceKind::Period => "PERIOD", InvoiceKind::Change => "CHANGE", InvoiceKind::Final => "FINAL" });
+codes!(WebhookDeliveryStatus {
+    WebhookDeliveryStatus::Pending => "PENDING", WebhookDeliveryStatus::Succeeded => "SUCCEEDED",
+    WebhookDeliveryStatus::Failed => "FAILED",
+});
 codes!(InvoiceStatus {
     InvoiceStatus::Draft => "DRAFT", InvoiceStatus::Open => "OPEN", InvoiceStatus::Paid => "PAID",
     InvoiceStatus::Void => "VOID", InvoiceStatus::Uncollectible => "UNCOLLECTIBLE",

@@ -55,8 +55,13 @@ impl Default for EventHub {
 
 impl EventHub {
     /// The newest sequence number handed to subscribers; -1 until the hub has started.
-    fn published(&self) -> i64 {
+    pub(crate) fn published(&self) -> i64 {
         self.published.load(Ordering::Acquire)
+    }
+
+    /// Batches as the hub publishes them (the webhook dispatcher wakes on them).
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<[BillingEvent]>> {
+        self.batches.subscribe()
     }
 }
 
@@ -224,7 +229,7 @@ impl Billing {
     }
 
     /// The log after `after` up to `until`, oldest first, of one customer or everyone.
-    async fn log_after(
+    pub(crate) async fn log_after(
         &self,
         after: i64,
         until: i64,

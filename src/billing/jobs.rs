@@ -126,6 +126,8 @@ impl Billing {
         if report != JobReport::default() {
             self.announce_events();
         }
+        // Webhook retries fall due by this clock too.
+        self.wake_webhooks();
         self.purge_idempotency_keys().await?;
         Ok(report)
     }

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod limits;
 pub mod money;
+pub mod outbound_webhooks;
 pub mod phase;
 pub mod pricing;
 pub mod provider_sink;
@@ -70,6 +71,7 @@ pub struct Billing {
     clock_runner: Mutex<()>,
     events: tokio::sync::broadcast::Sender<()>,
     hub: events::EventHub,
+    outbox: outbound_webhooks::Dispatcher,
 }
 
 /// What the domain is made of, besides its database and clock.
@@ -79,6 +81,8 @@ pub struct Settings {
     pub default_provider: String,
     pub checkout_ttl: chrono::TimeDelta,
     pub provider_timeout: std::time::Duration,
+    /// How long a webhook receiver has to answer.
+    pub webhook_timeout: std::time::Duration,
     pub dunning: invoicing::Dunning,
     pub refund_credit: bool,
 }
@@ -103,6 +107,7 @@ impl Billing {
             clock_runner: Mutex::new(()),
             events: tokio::sync::broadcast::channel(1024).0,
             hub: events::EventHub::default(),
+            outbox: outbound_webhooks::Dispatcher::new(settings.webhook_timeout)?,
         })
     }
 

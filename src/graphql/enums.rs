@@ -175,3 +175,14 @@ pub enum InvoiceStatus {
     /// Collection gave up.
     Uncollectible,
 }
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "codes::WebhookDeliveryStatus")]
+pub enum WebhookDeliveryStatus {
+    /// Waiting for its next attempt (or for an earlier delivery of the same customer).
+    Pending,
+    /// The receiver answered 2xx.
+    Succeeded,
+    /// Every attempt failed; an admin may replay it.
+    Failed,
+}

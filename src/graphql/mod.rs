@@ -13,6 +13,7 @@ pub mod observe;
 pub mod scalars;
 pub mod subscription;
 pub mod usage;
+pub mod webhook;
 
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
@@ -23,6 +24,7 @@ pub struct QueryRoot(
     subscription::SubscriptionQuery,
     usage::UsageQuery,
     invoice::InvoiceQuery,
+    webhook::WebhookQuery,
     clock::ClockQuery,
 );
 
@@ -33,6 +35,7 @@ pub struct MutationRoot(
     subscription::SubscriptionMutation,
     usage::UsageMutation,
     invoice::InvoiceMutation,
+    webhook::WebhookMutation,
     clock::ClockMutation,
 );
 

@@ -74,14 +74,26 @@ async fn webhook(
 ) -> axum::response::Response {
     match state.billing.handle_webhook(&name, &headers, &body).await {
         Ok(fresh) => Json(serde_json::json!({ "received": true, "new": fresh })).into_response(),
-        Err(BillingError::NotFound { .. }) => StatusCode::NOT_FOUND.into_response(),
+        Err(BillingError::NotFound { .. }) => {
+            tracing::warn!(
+                provider = name,
+                reason = "unknown provider",
+                "webhook refused"
+            );
+            StatusCode::NOT_FOUND.into_response()
+        }
         Err(e @ BillingError::Db(_)) => {
             tracing::error!(error = %e, provider = name, "webhook not processed");
             // The provider will deliver it again.
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         Err(e) => {
-            tracing::warn!(error = %e, provider = name, "webhook refused");
+            let reason = match &e {
+                BillingError::Provider(providers::ProviderError::BadSignature) => "bad signature",
+                BillingError::Provider(providers::ProviderError::BadResponse(_)) => "malformed",
+                _ => "refused by its provider",
+            };
+            tracing::warn!(error = %e, provider = name, reason, "webhook refused");
             (
                 StatusCode::BAD_REQUEST,
                 Json(serde_json::json!({ "error": e.to_string() })),

@@ -21,3 +21,4 @@ mod stripe;
 mod subscriptions;
 mod usage;
 mod webhooks;
+mod webhooks_out;
