@@ -164,10 +164,18 @@ impl TestApp {
         configure: impl FnOnce(&mut Config),
         extra: Vec<Arc<dyn providers::PaymentProvider>>,
     ) -> TestApp {
+        Self::spawn_on(TestDb::new().await, configure, extra).await
+    }
+
+    /// A server on a database the test prepared (e.g. migrated part of the way).
+    pub async fn spawn_on(
+        db: TestDb,
+        configure: impl FnOnce(&mut Config),
+        extra: Vec<Arc<dyn providers::PaymentProvider>>,
+    ) -> TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
             billing::startup::init_tracing();
         }
-        let db = TestDb::new().await;
         let mut config = Config::for_tests(db.url.clone(), ADMIN_TOKEN);
         configure(&mut config);
         let app = Application::build_with(config, extra)

@@ -9,6 +9,7 @@ mod demo;
 mod events;
 mod helpers;
 mod invoices;
+mod legacy;
 mod limits;
 mod metrics;
 mod money;

@@ -276,12 +276,12 @@ async fn webhooks_are_signed_retried_in_order_per_customer_and_replayable() {
     let next: chrono::DateTime<chrono::Utc> =
         a1["nextAttemptAt"].as_str().unwrap().parse().unwrap();
     assert_eq!(next, first_attempt_at + chrono::TimeDelta::seconds(30));
-    assert_eq!(listed.len(), 5, "a's four events and b's one: {listed:?}");
+    assert_eq!(listed.len(), 7, "a's six events and b's one: {listed:?}");
 
     // 30 s later by the billing clock, the retry goes out, then a's others in order.
     advance(&app, next).await;
-    let seen = hook.wait_for(6).await;
-    assert_eq!(seen.len(), 6);
+    let seen = hook.wait_for(8).await;
+    assert_eq!(seen.len(), 8);
     let of_a: Vec<&Received> = seen
         .iter()
         .filter(|r| r.json()["data"]["customerId"] == json!(a))
@@ -348,9 +348,9 @@ async fn webhooks_are_signed_retried_in_order_per_customer_and_replayable() {
         )
         .await;
     assert_eq!(replayed.ok()["replayWebhookDelivery"]["status"], "PENDING");
-    let seen = hook.wait_for(7).await;
-    assert_eq!(seen[6].id, seen[0].id);
-    assert_eq!(verify_with_reference(&secret, &seen[6..]), ["ok"]);
+    let seen = hook.wait_for(9).await;
+    assert_eq!(seen[8].id, seen[0].id);
+    assert_eq!(verify_with_reference(&secret, &seen[8..]), ["ok"]);
 
     // Disabled: nothing more. A second endpoint, for cancellations only, shows when the
     // dispatcher has passed the events.
@@ -378,7 +378,7 @@ async fn webhooks_are_signed_retried_in_order_per_customer_and_replayable() {
     let seen2 = hook2.wait_for(1).await;
     assert_eq!(seen2[0].json()["type"], "SUBSCRIPTION_CANCELED");
     assert_eq!(verify_with_reference(&secret2, &seen2), ["ok"]);
-    assert_eq!(hook.seen().len(), 7, "a disabled endpoint is sent nothing");
+    assert_eq!(hook.seen().len(), 9, "a disabled endpoint is sent nothing");
     assert!(
         deliveries(&app, &endpoint)
             .await
@@ -635,7 +635,7 @@ async fn a_delivery_is_retried_for_a_day_then_failed_and_the_customer_s_next_one
         );
     }
     // Given up after the 15th: the customer's later events go out, in order.
-    let seen = hook.wait_for(18).await;
+    let seen = hook.wait_for(20).await;
     let d = first(deliveries_after(&app, &endpoint, &id, 15).await);
     assert_eq!(d["status"], "FAILED");
     assert_eq!(d["attemptCount"], 15);
@@ -666,8 +666,8 @@ async fn a_delivery_is_retried_for_a_day_then_failed_and_the_customer_s_next_one
     )
     .await
     .ok();
-    let seen = hook.wait_for(19).await;
-    assert_eq!(seen[18].id, seen[0].id);
+    let seen = hook.wait_for(21).await;
+    assert_eq!(seen[20].id, seen[0].id);
     let d = first(deliveries_after(&app, &endpoint, &id, 16).await);
     assert_eq!(d["status"], "SUCCEEDED");
     assert_eq!(d["attemptCount"], 16);
