@@ -485,3 +485,34 @@ async fn a_canceled_subscription_gets_a_final_invoice_up_to_the_cancellation() {
     assert_eq!(invoices(&app, &customer).await.len(), 2);
     assert_eq!(sub_status(&app, &sub).await, "CANCELED");
 }
+
+#[tokio::test]
+async fn a_boundary_costs_a_few_statements_per_subscription() {
+    let app = TestApp::spawn().await;
+    let (plan, _) = crate::subscriptions::monthly_plan(&app, "0").await;
+    let mut now = utc("2027-01-01T00:00:00Z");
+    advance(&app, now).await;
+    let mut cost = Vec::new();
+    let mut billed = 0;
+    for (round, wanted) in [5, 25].into_iter().enumerate() {
+        for n in 0..wanted {
+            let customer = app.create_customer(&format!("c{round}-{n}")).await;
+            let token = app.customer_token(&customer).await;
+            subscribe(&app, &token, &customer, &plan).await;
+        }
+        billed += wanted;
+        // The first tick schedules the new ones; then one run bills every boundary.
+        now += chrono::TimeDelta::hours(1);
+        advance(&app, now).await;
+        now += chrono::TimeDelta::days(32);
+        let before = app.statements().await;
+        advance(&app, now).await;
+        cost.push((billed, app.statements().await - before));
+    }
+    eprintln!("boundary runs (subscriptions, statements): {cost:?}");
+    let (n, statements) = cost[1];
+    assert!(
+        statements <= n as u64 * 12 + 20,
+        "a boundary over {n} subscriptions cost {statements} statements"
+    );
+}

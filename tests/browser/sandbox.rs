@@ -43,7 +43,9 @@ async fn a_customer_pays_on_the_sandbox_page_and_lands_on_success_active() {
             "SUBSCRIPTION_CREATED",
             "CHECKOUT_COMPLETED",
             "PAYMENT_SUCCEEDED",
-            "SUBSCRIPTION_ACTIVATED"
+            "SUBSCRIPTION_ACTIVATED",
+            "INVOICE_ISSUED",
+            "INVOICE_PAID"
         ]
     );
     browser.close().await;
@@ -82,7 +84,9 @@ async fn a_declined_card_is_explained_on_the_sandbox_page_then_another_card_pays
             "PAYMENT_FAILED",
             "CHECKOUT_COMPLETED",
             "PAYMENT_SUCCEEDED",
-            "SUBSCRIPTION_ACTIVATED"
+            "SUBSCRIPTION_ACTIVATED",
+            "INVOICE_ISSUED",
+            "INVOICE_PAID"
         ]
     );
     browser.close().await;

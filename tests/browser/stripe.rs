@@ -105,7 +105,9 @@ async fn a_card_paid_on_the_stripe_page_lands_on_success_active() {
             "SUBSCRIPTION_CREATED",
             "CHECKOUT_COMPLETED",
             "PAYMENT_SUCCEEDED",
-            "SUBSCRIPTION_ACTIVATED"
+            "SUBSCRIPTION_ACTIVATED",
+            "INVOICE_ISSUED",
+            "INVOICE_PAID"
         ],
         "{kinds:?}"
     );
