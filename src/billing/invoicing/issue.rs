@@ -326,11 +326,16 @@ impl Billing {
         versions: Option<&Vec<Version>>,
         now: DateTime<Utc>,
     ) -> BillingResult<(usize, DateTime<Utc>)> {
-        let Some(started) = sub.started_at else {
-            // Live without a start cannot be billed; look again tomorrow.
-            return Ok((0, now + TimeDelta::days(1)));
-        };
         let status: SubscriptionStatus = parse(&sub.status)?;
+        let Some(started) = sub.started_at else {
+            // Never went live: nothing to bill. Live without a start: look again tomorrow.
+            let next = if status.is_live() {
+                now + TimeDelta::days(1)
+            } else {
+                NEVER
+            };
+            return Ok((0, next));
+        };
         let end = (status == SubscriptionStatus::Canceled)
             .then_some(sub.canceled_at)
             .flatten();
