@@ -10,10 +10,10 @@
 //! succeeded, and what the payment took beyond that becomes credit.
 
 use chrono::{DateTime, Utc};
-use entity::{customer, subscription};
+use entity::{customer, subscription, subscription_phase};
 use providers::{ChargeRequest, PaymentOutcome, ProviderError};
 use rust_decimal::Decimal;
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -31,7 +31,7 @@ use super::invoice::Line;
 use super::invoicing::Invoice;
 use super::invoicing::issue::{Billable, Issued, NewInvoice, insert_invoice};
 use super::items::{Config, NamedItem, validate_items, versions_of, write_version};
-use super::phase::period_containing;
+use super::phase::{PhaseKind, period_containing, phase_at};
 use super::subscriptions::{PlanChangeUrls, Subscribed, url};
 
 /// What a subscription changes to: a plan and its named items (None: the plan's defaults).
@@ -425,6 +425,54 @@ impl Billing {
         Ok(issued.map(|i| i.id))
     }
 
+    /// After a plan change the new plan's phase windows apply from the unchanged billing
+    /// start, so the phase in force may be an earlier kind than before (a longer trial):
+    /// the phases seen start again from it, and a change of kind is recorded.
+    async fn restart_phases(
+        &self,
+        db: &impl ConnectionTrait,
+        now: DateTime<Utc>,
+        sub: &subscription::Model,
+        customer: &customer::Model,
+        plan_id: Uuid,
+    ) -> BillingResult<()> {
+        let catalog = self.catalog();
+        let kind_on = |id: Uuid| {
+            catalog.plan(id).map(|p| {
+                let specs = p.phase_specs();
+                specs
+                    .get(phase_at(&specs, customer.billing_start, now))
+                    .map_or(PhaseKind::Final, |s| s.kind)
+            })
+        };
+        let (Some(before), Some(after)) = (kind_on(sub.plan_id), kind_on(plan_id)) else {
+            return Ok(());
+        };
+        subscription_phase::Entity::delete_many()
+            .filter(subscription_phase::Column::SubscriptionId.eq(sub.id))
+            .exec(db)
+            .await?;
+        subscription_phase::Entity::insert(subscription_phase::ActiveModel {
+            subscription_id: Set(sub.id),
+            phase: Set(after.code().to_owned()),
+            entered_at: Set(now),
+        })
+        .exec_without_returning(db)
+        .await?;
+        if before != after {
+            record(
+                db,
+                now,
+                sub.customer_id,
+                Some(sub.id),
+                EventKind::PhaseChanged,
+                json!({ "from": before.code(), "to": after.code(), "reason": "plan changed" }),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Makes a change at `now` in `db`: the new version, the plan, the event, and the change
     /// invoice (paid `paid` already). `None` when the subscription no longer takes changes.
     #[allow(clippy::too_many_arguments)]
@@ -453,6 +501,8 @@ impl Billing {
         write_version(db, sub.id, now, target.plan_id, target.items.as_deref()).await?;
         if target.plan_id != sub.plan_id {
             self.write_plan_change(db, now, &sub, target.plan_id)
+                .await?;
+            self.restart_phases(db, now, &sub, &customer, target.plan_id)
                 .await?;
         } else {
             record(

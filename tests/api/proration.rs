@@ -571,3 +571,60 @@ async fn graduated_lines_show_their_tiers_and_unpriced_usage_still_gets_a_line()
         (Some("0.00"), Some("7"))
     );
 }
+
+#[tokio::test]
+async fn a_plan_with_a_longer_trial_puts_the_subscription_back_in_its_trial() {
+    let app = TestApp::spawn().await;
+    let c = catalog(&app).await;
+    let plain = plan(&app, &c, "Plain", "0", "IN_ADVANCE").await;
+    let trial = app
+        .create_plan(json!({ "name": "Trial", "phases": [
+            { "kind": "TRIAL", "duration": { "count": 60, "unit": "DAY" }, "prices": [
+                { "productId": c.container, "currency": "USD", "unitAmount": "0", "interval": "MONTH" } ] },
+            { "kind": "FINAL", "prices": [
+                { "productId": c.container, "currency": "USD", "unitAmount": "0", "interval": "MONTH" } ] } ] }))
+        .await;
+    let customer = app.create_customer("c").await;
+    let start = utc("2027-01-01T00:00:00Z");
+    advance(&app, start).await;
+    let (token, sub, _) = subscribed(&app, &customer, &plain, Value::Null).await;
+    advance(&app, start + chrono::TimeDelta::days(10)).await;
+    app.gql_as(
+        Some(&token),
+        "mutation($s: ID!, $p: ID!) { changePlan(subscriptionId: $s, planId: $p) { subscription { id } } }",
+        json!({ "s": sub, "p": trial }),
+    )
+    .await
+    .ok();
+    assert_eq!(current_phase(&app, &sub).await, "TRIAL");
+    // The trial's 60 days count from the billing start (Jan 1): it ends on Mar 2.
+    advance(&app, utc("2027-03-03T00:00:00Z")).await;
+    assert_eq!(current_phase(&app, &sub).await, "FINAL");
+    let changes: Vec<Value> = app
+        .admin(
+            "query($c: ID) { billingEvents(customerId: $c) { kind data } }",
+            json!({ "c": customer }),
+        )
+        .await
+        .ok()["billingEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "PHASE_CHANGED")
+        .map(|e| json!([e["data"]["from"], e["data"]["to"]]))
+        .collect();
+    assert_eq!(
+        changes,
+        [json!(["FINAL", "TRIAL"]), json!(["TRIAL", "FINAL"])]
+    );
+}
+
+async fn current_phase(app: &TestApp, sub: &str) -> Value {
+    app.admin(
+        "query($s: ID!) { subscription(id: $s) { currentPhase } }",
+        json!({ "s": sub }),
+    )
+    .await
+    .ok()["subscription"]["currentPhase"]
+        .clone()
+}
