@@ -22,6 +22,9 @@ pub struct Model {
     pub payment_ref: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// `INV-000042`: gapless per installation, assigned when the invoice is issued.
+    #[sea_orm(unique)]
+    pub number: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ mod m20261201_000008_schedule_the_billing_clock;
 mod m20261201_000009_sandbox_state;
 mod m20261201_000010_checkout_purpose_and_refunds;
 mod m20261201_000011_name_service_keys;
+mod m20261201_000014_invoice_numbers;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_sandbox_state::Migration),
             Box::new(m20261201_000010_checkout_purpose_and_refunds::Migration),
             Box::new(m20261201_000011_name_service_keys::Migration),
+            Box::new(m20261201_000014_invoice_numbers::Migration),
         ]
     }
 }

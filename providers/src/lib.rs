@@ -6,6 +6,7 @@
 //! [`PaymentOutcome::Unknown`], never `Failed`; provider calls never run inside a database
 //! transaction.
 
+pub mod pages;
 pub mod sandbox;
 pub mod signature;
 

@@ -690,7 +690,9 @@ impl Billing {
             InvoiceStatus::Open
         };
         let txn = self.db.write().await?;
+        let number = super::documents::number::next_number(&*txn).await?;
         let inserted = invoice::Entity::insert(invoice::ActiveModel {
+            number: Set(Some(number.clone())),
             id: Set(id),
             subscription_id: Set(sub.id),
             customer_id: Set(sub.customer_id),
@@ -763,6 +765,7 @@ impl Billing {
             .await?;
         }
         txn.commit().await?;
+        tracing::info!(invoice = %id, number, subscription = %sub.id, total = %draft.total, currency, "invoice issued");
         self.announce_events();
         Ok(true)
     }

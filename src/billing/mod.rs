@@ -9,6 +9,7 @@ pub mod checkout;
 pub mod codes;
 pub mod customers;
 pub mod db;
+pub mod documents;
 pub mod error;
 pub mod events;
 pub mod gateway;
@@ -55,6 +56,8 @@ pub struct Billing {
     /// How long any one provider call may take.
     pub provider_timeout: std::time::Duration,
     pub dunning: invoicing::Dunning,
+    /// Signed links to invoice documents and the customer portal; the merchant.
+    pub documents: documents::Documents,
     catalog: RwLock<Arc<Catalog>>,
     reload: Mutex<()>,
     pub(crate) tokens: access::TokenCache,
@@ -74,6 +77,7 @@ pub struct Settings {
     pub checkout_ttl: chrono::TimeDelta,
     pub provider_timeout: std::time::Duration,
     pub dunning: invoicing::Dunning,
+    pub documents: documents::Documents,
 }
 
 impl Billing {
@@ -88,6 +92,7 @@ impl Billing {
             checkout_ttl: settings.checkout_ttl,
             provider_timeout: settings.provider_timeout,
             dunning: settings.dunning,
+            documents: settings.documents,
             catalog: RwLock::new(Arc::new(catalog)),
             reload: Mutex::new(()),
             tokens: access::TokenCache::default(),

@@ -6,6 +6,7 @@ mod catalog;
 mod chaos;
 mod customers;
 mod demo;
+mod documents;
 mod events;
 mod helpers;
 mod invoices;
