@@ -10,6 +10,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod documents;
 mod flows;
 mod graphiql;
 mod harness;
