@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod money;
 pub mod phase;
+pub mod portal;
 pub mod pricing;
 pub mod provider_sink;
 pub mod quote;

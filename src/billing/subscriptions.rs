@@ -87,7 +87,7 @@ pub struct Subscribed {
     pub checkout: Option<Checkout>,
 }
 
-fn url(field: &str, v: &str) -> BillingResult<String> {
+pub(crate) fn url(field: &str, v: &str) -> BillingResult<String> {
     let v = v.trim();
     let ok =
         (v.starts_with("https://") || v.starts_with("http://")) && v.len() <= 2000 && v.len() > 8;

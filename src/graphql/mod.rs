@@ -10,6 +10,7 @@ pub mod error;
 pub mod invoice;
 pub mod loaders;
 pub mod observe;
+pub mod portal;
 pub mod scalars;
 pub mod subscription;
 pub mod usage;
@@ -33,6 +34,7 @@ pub struct MutationRoot(
     subscription::SubscriptionMutation,
     usage::UsageMutation,
     invoice::InvoiceMutation,
+    portal::PortalMutation,
     clock::ClockMutation,
 );
 

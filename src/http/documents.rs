@@ -9,6 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::AppState;
+use crate::billing::BillingError;
 use crate::billing::documents::{PageError, html, pdf};
 
 #[derive(Deserialize)]
@@ -38,6 +39,20 @@ pub fn refused(e: &PageError) -> Response {
             "This link has expired. Open the page again from the application to get a new one.",
         ),
         PageError::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is nothing here."),
+        PageError::Billing(BillingError::NotFound { .. }) => {
+            (StatusCode::NOT_FOUND, "Not found", "There is nothing here.")
+        }
+        PageError::Billing(err)
+            if !matches!(err, BillingError::Db(_) | BillingError::Provider(_)) =>
+        {
+            let message = err.to_string();
+            return (
+                StatusCode::CONFLICT,
+                PRIVATE,
+                Html(html::refusal("That could not be done", &message)),
+            )
+                .into_response();
+        }
         PageError::Billing(err) => {
             tracing::error!(error = %err, "customer page failed");
             (

@@ -2,6 +2,7 @@
 
 pub mod documents;
 pub mod graphiql;
+pub mod portal;
 pub mod rate;
 pub mod ws;
 
@@ -54,6 +55,9 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: Arc<rate::RateLimi
         .route("/providers/{name}/webhook", post(webhook))
         .route("/documents/invoices/{id}", get(documents::invoice_page))
         .route("/documents/invoices/{id}/pdf", get(documents::invoice_pdf))
+        .route("/portal/{id}", get(portal::page))
+        .route("/portal/{id}/cancel", post(portal::cancel))
+        .route("/portal/{id}/payment-method", get(portal::payment_method))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state.clone());

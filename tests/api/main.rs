@@ -14,6 +14,7 @@ mod limits;
 mod metrics;
 mod money;
 mod money_path;
+mod portal;
 mod pricing;
 mod sandbox_state;
 mod schema;

@@ -71,6 +71,8 @@ fn card_form(action: &str, button: &str, card_number: &str, error: Option<&str>)
 pub struct CheckoutView<'a> {
     pub id: &'a str,
     pub description: &'a str,
+    /// Merchant, plan, and the price after today (empty in old records).
+    pub terms: &'a crate::CheckoutTerms,
     pub amount: Decimal,
     pub currency: &'a str,
     pub cancel_url: &'a str,
@@ -87,8 +89,30 @@ impl CheckoutView<'_> {
                 escape(&format_amount(self.amount, self.currency))
             )
         };
+        let merchant = if self.terms.merchant.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p class=\"note\" id=\"merchant\">Paying <strong>{}</strong></p>\n",
+                escape(&self.terms.merchant)
+            )
+        };
+        let plan = if self.terms.plan.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p id=\"plan\">Plan: <strong>{}</strong></p>\n",
+                escape(&self.terms.plan)
+            )
+        };
+        let summary = self
+            .terms
+            .summary
+            .as_deref()
+            .map(|s| format!("<p class=\"note\" id=\"terms\">{}</p>\n", escape(s)))
+            .unwrap_or_default();
         format!(
-            "<h1>{}</h1>\n{amount}\n",
+            "{merchant}<h1>{}</h1>\n{plan}{amount}\n{summary}",
             escape(if self.description.is_empty() {
                 "Payment"
             } else {
@@ -284,12 +308,18 @@ mod tests {
         let view = CheckoutView {
             id: "sbx_cs_1",
             description: "<script>alert(1)</script>",
+            terms: &crate::CheckoutTerms {
+                merchant: "<b>M</b>".into(),
+                plan: "<i>P</i>".into(),
+                summary: Some("<u>S</u>".into()),
+            },
             amount: Decimal::new(1000, 2),
             currency: "eur",
             cancel_url: "http://x/?a=1&b=\"2\"",
         };
         let page = checkout(&view, "\"><b>", Some("<i>bad</i>"));
         assert!(!page.contains("<script>"));
+        assert!(!page.contains("<b>M") && !page.contains("<i>P") && !page.contains("<u>S"));
         assert!(!page.contains("<i>bad"));
         assert!(!page.contains("\"><b>"));
         assert!(page.contains("&lt;script&gt;"));
@@ -307,6 +337,7 @@ mod tests {
         let view = CheckoutView {
             id: "sbx_cs_1",
             description: "Starter",
+            terms: &crate::CheckoutTerms::default(),
             amount: Decimal::ZERO,
             currency: "eur",
             cancel_url: "/",

@@ -136,3 +136,146 @@ pub fn invoice_page(doc: &InvoiceDocument) -> String {
         &body,
     )
 }
+
+/// A notice the portal shows after an action (the only unsigned part of its address:
+/// it picks one of these fixed sentences).
+pub fn portal_notice(code: &str) -> Option<&'static str> {
+    match code {
+        "canceled" => {
+            Some("Your subscription will be canceled at the end of the current billing period.")
+        }
+        "already" => Some("Your subscription is already set to cancel at the end of the period."),
+        _ => None,
+    }
+}
+
+fn phase_name(p: crate::billing::phase::PhaseKind) -> &'static str {
+    use crate::billing::phase::PhaseKind;
+    match p {
+        PhaseKind::Trial => "Trial",
+        PhaseKind::Discount => "Discount",
+        PhaseKind::Final => "Regular price",
+    }
+}
+
+/// The customer portal. `query` is the signed link's query string (for its forms and
+/// links); `notice` what the last action did.
+pub fn portal_page(
+    view: &crate::billing::portal::PortalView,
+    customer_id: uuid::Uuid,
+    query: &str,
+    notice: Option<&str>,
+) -> String {
+    use crate::billing::codes::Code;
+    let notice = notice
+        .map(|n| {
+            format!(
+                "<p class=\"ok\" role=\"status\" id=\"notice\">{}</p>\n",
+                escape(n)
+            )
+        })
+        .unwrap_or_default();
+    let subscription = match &view.subscription {
+        None => "<p class=\"note\">You have no subscription.</p>".to_owned(),
+        Some(s) => {
+            let phase_ends = s
+                .phase_ends
+                .map(|e| format!(" until {}", date(e)))
+                .unwrap_or_default();
+            let cancel = if s.subscription.cancel_at_period_end {
+                format!(
+                    "<p id=\"cancellation\">Cancels at the end of the period{}.</p>",
+                    s.subscription
+                        .canceled_at
+                        .map(|t| format!(", on {}", date(t)))
+                        .unwrap_or_default()
+                )
+            } else if s.subscription.status.is_live() {
+                format!(
+                    "<form method=\"post\" action=\"{action}\" class=\"noprint\">\
+                     <button type=\"submit\" class=\"secondary\">Cancel at period end</button></form>",
+                    action = escape(&format!("{customer_id}/cancel?{query}")),
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "<table id=\"subscription\"><tr><th>Plan</th><td id=\"plan\">{plan}</td></tr>\
+                 <tr><th>Phase</th><td id=\"phase\">{phase}{phase_ends}</td></tr>\
+                 <tr><th>Status</th><td id=\"status\">{status}</td></tr>{period}</table>\n{cancel}",
+                plan = escape(&s.plan),
+                phase = phase_name(s.phase),
+                phase_ends = escape(&phase_ends),
+                status = escape(s.subscription.status.code()),
+                period = s
+                    .period_end
+                    .map(|e| format!(
+                        "<tr><th>Current period ends</th><td>{}</td></tr>",
+                        escape(&date(e))
+                    ))
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let preview = match &view.preview {
+        None => String::new(),
+        Some(p) => format!(
+            "<h2>Next invoice</h2>\n<p id=\"preview\">{} so far for {} <span class=\"muted\">(the period is not over yet)</span></p>\n",
+            escape(&format!("{} {}", plain_amount(p.total), p.currency)),
+            escape(&span(p.period_start, p.period_end)),
+        ),
+    };
+    let invoices = if view.invoices.is_empty() {
+        "<p class=\"note\">No invoices yet.</p>".to_owned()
+    } else {
+        let rows: String = view
+            .invoices
+            .iter()
+            .map(|i| {
+                format!(
+                    "<tr><td>{number}</td><td>{period}</td><td>{status}</td>\
+                     <td class=\"num\">{total}</td>\
+                     <td><a href=\"{hosted}\">View</a> · <a href=\"{pdf}\">PDF</a></td></tr>\n",
+                    number = escape(i.number.as_deref().unwrap_or("—")),
+                    period = escape(&span(i.invoice.period_start, i.invoice.period_end)),
+                    status = escape(i.invoice.status.code()),
+                    total = escape(&format!(
+                        "{} {}",
+                        plain_amount(i.invoice.total),
+                        i.invoice.currency
+                    )),
+                    hosted = escape(&i.hosted_url),
+                    pdf = escape(&i.pdf_url),
+                )
+            })
+            .collect();
+        format!(
+            "<table id=\"invoices\"><thead><tr><th>Number</th><th>Period</th><th>Status</th>\
+             <th class=\"num\">Total</th><th>Documents</th></tr></thead><tbody>\n{rows}</tbody></table>"
+        )
+    };
+    let payment = match &view.provider {
+        None => "<p class=\"note\">No payment method on file.</p>".to_owned(),
+        Some(p) => format!(
+            "<p id=\"payment-method\">Your card is kept by our payment provider ({}); it never reaches us. \
+             <a href=\"{}\">Update payment method</a></p>",
+            escape(p),
+            escape(&format!("{customer_id}/payment-method?{query}")),
+        ),
+    };
+    let body = format!(
+        "<h1>Billing for {customer}</h1>\n<p class=\"note\">{email}</p>\n{notice}\
+         <h2>Subscription</h2>\n{subscription}\n{preview}\
+         <h2>Invoices</h2>\n{invoices}\n<h2>Payment method</h2>\n{payment}\n\
+         <p class=\"links\"><a id=\"return\" href=\"{ret}\">Back to {merchant}</a></p>",
+        customer = escape(&view.customer_name),
+        email = escape(&view.customer_email),
+        ret = escape(&view.return_url),
+        merchant = escape(&view.merchant),
+    );
+    page(
+        &format!("Billing · {}", view.merchant),
+        &view.merchant,
+        &body,
+    )
+}
