@@ -14,5 +14,6 @@ mod documents;
 mod flows;
 mod graphiql;
 mod harness;
+mod portal;
 mod sandbox;
 mod stripe;
