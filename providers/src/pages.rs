@@ -29,6 +29,20 @@ pub fn format_amount(amount: Decimal, currency: &str) -> String {
     format!("{a} {}", currency.to_uppercase())
 }
 
+/// What a checkout page says besides the amount, in one line: "Paying Acme · Plan: Pro ·
+/// Free for 14 days, then 12.50 USD per month" (None when nothing is known).
+pub fn terms_line(t: &crate::CheckoutTerms) -> Option<String> {
+    let mut parts = Vec::new();
+    if !t.merchant.is_empty() {
+        parts.push(format!("Paying {}", t.merchant));
+    }
+    if !t.plan.is_empty() {
+        parts.push(format!("Plan: {}", t.plan));
+    }
+    parts.extend(t.summary.clone());
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
 /// The style sheet of the hosted pages (inline in each page).
 pub const STYLE: &str = r#"
 *{box-sizing:border-box}
