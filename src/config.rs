@@ -161,6 +161,16 @@ pub struct Config {
         default_value_t = 120_000
     )]
     pub rate_limit_per_address: u32,
+    /// The merchant's name, printed on invoices and shown on the hosted pages.
+    #[arg(long, env = "BILLING_MERCHANT_NAME", default_value = "Billing")]
+    pub merchant_name: String,
+    /// The merchant's address on invoices: lines separated by newlines or `;`.
+    #[arg(long, env = "BILLING_MERCHANT_ADDRESS")]
+    pub merchant_address: Option<String>,
+    /// Signs invoice document and portal links (replicas must share one; when unset, a
+    /// random one is stored in the database on first start).
+    #[arg(long, env = "BILLING_DOCUMENT_SECRET", hide_env_values = true)]
+    pub document_secret: Option<String>,
     /// Maximum size of the database connection pool.
     #[arg(long, env = "BILLING_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
@@ -221,6 +231,9 @@ impl Config {
             ws_max_subscriptions: 32,
             rate_limit_per_token: 60_000,
             rate_limit_per_address: 120_000,
+            merchant_name: "Example Merchant Ltd".into(),
+            merchant_address: Some("1 Harbour Street; 0150 Oslo; Norway".into()),
+            document_secret: None,
         }
     }
 }

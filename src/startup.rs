@@ -13,6 +13,7 @@ use providers::stripe::{StripeConfig, StripeProvider};
 use sea_orm::sqlx::postgres::PgListener;
 
 use crate::billing::access::REVOCATION_CHANNEL;
+use crate::billing::documents::{Documents, Merchant};
 use crate::billing::events::NOTIFY_CHANNEL;
 use crate::billing::provider_sink::BillingSink;
 use crate::billing::sandbox_store::DbSandboxStore;
@@ -102,6 +103,14 @@ impl Application {
             )
             .into());
         }
+        if let Some(secret) = &config.document_secret
+            && secret.trim().chars().count() < MIN_CONFIGURED_TOKEN
+        {
+            return Err(format!(
+                "BILLING_DOCUMENT_SECRET must be at least {MIN_CONFIGURED_TOKEN} characters"
+            )
+            .into());
+        }
         if config.test_clock && config.production {
             return Err("the test clock cannot be enabled in a production configuration".into());
         }
@@ -130,8 +139,16 @@ impl Application {
         } else {
             Arc::new(SystemClock)
         };
+        let document_secret =
+            Documents::secret(db.conn(), config.document_secret.as_deref()).await?;
+        let documents = Documents::new(
+            &public_url,
+            Merchant::new(&config.merchant_name, config.merchant_address.as_deref()),
+            &document_secret,
+        );
         let settings = Settings {
             refund_credit: config.refund_credit != "keep",
+            documents,
             default_currency,
             providers: registry,
             default_provider: config.default_provider.clone(),

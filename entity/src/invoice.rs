@@ -30,6 +30,9 @@ pub struct Model {
     pub credit_applied: Dec,
     /// What is left to collect: the total less the credit applied (never below zero).
     pub amount_due: Dec,
+    /// `INV-000042`: gapless per installation, assigned when the invoice is issued.
+    #[sea_orm(unique)]
+    pub number: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

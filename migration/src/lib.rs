@@ -14,6 +14,7 @@ mod m20261201_000010_checkout_purpose_and_refunds;
 mod m20261201_000011_name_service_keys;
 mod m20261201_000012_items_timing_and_credits;
 mod m20261201_000013_outbound_webhooks;
+mod m20261201_000014_invoice_numbers;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_name_service_keys::Migration),
             Box::new(m20261201_000012_items_timing_and_credits::Migration),
             Box::new(m20261201_000013_outbound_webhooks::Migration),
+            Box::new(m20261201_000014_invoice_numbers::Migration),
         ]
     }
 }

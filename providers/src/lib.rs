@@ -6,6 +6,7 @@
 //! [`PaymentOutcome::Unknown`], never `Failed`; provider calls never run inside a database
 //! transaction.
 
+pub mod pages;
 pub mod sandbox;
 pub mod signature;
 
@@ -42,6 +43,20 @@ pub struct CheckoutRequest {
     pub success_url: String,
     pub cancel_url: String,
     pub idempotency_key: String,
+    /// What the page says about who sells what, and what comes after today's payment.
+    pub terms: CheckoutTerms,
+}
+
+/// What a checkout page tells the customer besides the amount due now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckoutTerms {
+    /// Who is selling (the merchant's name).
+    pub merchant: String,
+    /// The plan being bought.
+    pub plan: String,
+    /// The price with its interval and what happens after a trial: "Free for 14 days,
+    /// then 12.50 USD per month".
+    pub summary: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -124,6 +124,7 @@ impl Harness {
             success_url: format!("{}/done?ok=1", self.base),
             cancel_url: format!("{}/cancelled", self.base),
             idempotency_key: key.into(),
+            terms: Default::default(),
         }
     }
 

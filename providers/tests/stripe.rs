@@ -187,6 +187,7 @@ impl Harness {
             success_url: "https://app.example/billing/success?x=1&y=2".into(),
             cancel_url: "https://app.example/billing/cancel".into(),
             idempotency_key: unique("checkout"),
+            terms: Default::default(),
         }
     }
 

@@ -123,6 +123,9 @@ impl Billing {
                 success_url: r.success_url.clone(),
                 cancel_url: r.cancel_url.clone(),
                 idempotency_key: r.idempotency_key,
+                terms: self
+                    .checkout_terms(r.customer, r.subscription_id, r.plan_id)
+                    .await?,
             }),
         )
         .await?;

@@ -12,6 +12,7 @@ pub mod codes;
 pub mod credit;
 pub mod customers;
 pub mod db;
+pub mod documents;
 pub mod error;
 pub mod events;
 pub mod gateway;
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod money;
 pub mod outbound_webhooks;
 pub mod phase;
+pub mod portal;
 pub mod pricing;
 pub mod provider_sink;
 pub mod quote;
@@ -62,6 +64,8 @@ pub struct Billing {
     pub dunning: invoicing::Dunning,
     /// Refund the credit left when a customer's last subscription ends (else keep it).
     pub refund_credit: bool,
+    /// Signed links to invoice documents and the customer portal; the merchant.
+    pub documents: documents::Documents,
     catalog: RwLock<Arc<Catalog>>,
     reload: Mutex<()>,
     pub(crate) tokens: access::TokenCache,
@@ -85,6 +89,7 @@ pub struct Settings {
     pub webhook_timeout: std::time::Duration,
     pub dunning: invoicing::Dunning,
     pub refund_credit: bool,
+    pub documents: documents::Documents,
 }
 
 impl Billing {
@@ -100,6 +105,7 @@ impl Billing {
             provider_timeout: settings.provider_timeout,
             dunning: settings.dunning,
             refund_credit: settings.refund_credit,
+            documents: settings.documents,
             catalog: RwLock::new(Arc::new(catalog)),
             reload: Mutex::new(()),
             tokens: access::TokenCache::default(),

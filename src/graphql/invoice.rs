@@ -4,9 +4,12 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use async_graphql::dataloader::DataLoader;
+
 use super::context::ContextExt;
 use super::enums::{CreditReason, InvoiceKind, InvoiceStatus, PhaseKind};
 use super::error::{GqlResult, uuid};
+use super::loaders::InvoiceNumberLoader;
 use super::scalars::Decimal;
 use crate::billing::invoice::LineKind;
 use crate::billing::invoicing::{Invoice as InvoiceModel, InvoiceLine as LineModel};
@@ -182,6 +185,28 @@ impl Invoice {
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+    /// Gapless per installation once issued: `INV-000042`. None for a preview.
+    async fn number(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let Some(id) = self.0.id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .data::<DataLoader<InvoiceNumberLoader>>()?
+            .load_one(id)
+            .await?
+            .flatten())
+    }
+    /// An HTML page the customer can open and print (an unguessable signed link). None for
+    /// a preview.
+    async fn hosted_url(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let billing = ctx.billing()?;
+        Ok(self.0.id.map(|id| billing.documents.invoice_url(id)))
+    }
+    /// The same invoice as PDF (signed like `hostedUrl`). None for a preview.
+    async fn pdf_url(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let billing = ctx.billing()?;
+        Ok(self.0.id.map(|id| billing.documents.invoice_pdf_url(id)))
     }
 }
 

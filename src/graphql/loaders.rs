@@ -78,6 +78,24 @@ impl Loader<Uuid> for ItemsBySubscription {
     }
 }
 
+/// Invoice numbers by invoice id (None: not numbered).
+pub struct InvoiceNumberLoader(pub Arc<Billing>);
+
+impl Loader<Uuid> for InvoiceNumberLoader {
+    type Value = Option<String>;
+    type Error = Arc<BillingError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Option<String>>, Self::Error> {
+        Ok(self
+            .0
+            .invoice_numbers(keys)
+            .await
+            .map_err(Arc::new)?
+            .into_iter()
+            .collect())
+    }
+}
+
 /// Everything a request needs to batch its lookups.
 pub fn request_loaders(billing: &Arc<Billing>, data: &mut async_graphql::Data) {
     data.insert(DataLoader::new(
@@ -94,6 +112,10 @@ pub fn request_loaders(billing: &Arc<Billing>, data: &mut async_graphql::Data) {
     ));
     data.insert(DataLoader::new(
         ItemsBySubscription(billing.clone()),
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        InvoiceNumberLoader(billing.clone()),
         tokio::spawn,
     ));
 }

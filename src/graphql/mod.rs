@@ -10,6 +10,7 @@ pub mod error;
 pub mod invoice;
 pub mod loaders;
 pub mod observe;
+pub mod portal;
 pub mod scalars;
 pub mod subscription;
 pub mod usage;
@@ -36,6 +37,7 @@ pub struct MutationRoot(
     usage::UsageMutation,
     invoice::InvoiceMutation,
     webhook::WebhookMutation,
+    portal::PortalMutation,
     clock::ClockMutation,
 );
 

@@ -1,6 +1,8 @@
 //! HTTP transport: GraphQL over POST, GraphiQL, health and metrics.
 
+pub mod documents;
 pub mod graphiql;
+pub mod portal;
 pub mod rate;
 pub mod ws;
 
@@ -51,6 +53,11 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: Arc<rate::RateLimi
         .route("/graphql/ws", get(websocket).route_layer(limited))
         .route("/graphql/assets/{name}", get(graphiql::asset))
         .route("/providers/{name}/webhook", post(webhook))
+        .route("/documents/invoices/{id}", get(documents::invoice_page))
+        .route("/documents/invoices/{id}/pdf", get(documents::invoice_pdf))
+        .route("/portal/{id}", get(portal::page))
+        .route("/portal/{id}/cancel", post(portal::cancel))
+        .route("/portal/{id}/payment-method", get(portal::payment_method))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state.clone());

@@ -96,3 +96,51 @@ pub async fn event_kinds(app: &TestApp, customer: &str) -> Vec<String> {
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// Pays a sandbox checkout the way its form does (set-up for tests about later pages).
+pub async fn pay_by_form(url: &str, card: &str) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client
+        .post(url)
+        .form(&[("card_number", card), ("expiry", "12/34"), ("cvc", "123")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "paid: {}", res.status());
+}
+
+pub async fn advance_clock(app: &TestApp, to: chrono::DateTime<chrono::Utc>) {
+    app.admin(
+        "mutation($t: DateTime!) { advanceClock(to: $t) }",
+        json!({ "t": to.to_rfc3339() }),
+    )
+    .await
+    .ok();
+}
+
+/// A customer on a 12.50 USD monthly plan, paid, with its first renewal invoiced and
+/// collected a month later. Returns (customer, subscription, the invoice's documents).
+pub async fn invoiced(app: &TestApp, landing: &Landing) -> (String, String, serde_json::Value) {
+    let plan = monthly_plan(app, "12.50").await;
+    let customer = app
+        .create_customer_with(json!({ "externalId": "browser-invoice", "name": "Hopper Labs",
+            "email": "grace@hopper.example",
+            "address": { "line1": "7 Compiler Lane", "city": "Arlington", "postalCode": "22201", "country": "US" } }))
+        .await;
+    let start = app.billing.clock.now();
+    let sub = subscribe(app, &customer, &plan, "sandbox", landing).await;
+    pay_by_form(&sub.checkout_url, "4242424242424242").await;
+    advance_clock(app, start + chrono::TimeDelta::days(32)).await;
+    let res = app
+        .admin(
+            "query($c: ID!) { invoices(customerId: $c) { edges { node { number hostedUrl pdfUrl total status } } } }",
+            json!({ "c": customer }),
+        )
+        .await;
+    let inv = res.ok()["invoices"]["edges"][0]["node"].clone();
+    assert_eq!(inv["status"], "PAID", "{inv}");
+    (customer, sub.subscription, inv)
+}

@@ -10,8 +10,10 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod documents;
 mod flows;
 mod graphiql;
 mod harness;
+mod portal;
 mod sandbox;
 mod stripe;

@@ -80,6 +80,10 @@ async fn a_card_paid_on_the_stripe_page_lands_on_success_active() {
     browser.open(&sub.checkout_url).await;
     let text = browser.wait_for_text("Pay 12.50 USD").await;
     assert!(text.contains("Payments by Stripe"), "{text}");
+    assert_eq!(
+        browser.element("#terms").await.text().await.unwrap(),
+        "Paying Example Merchant Ltd · Plan: Monthly · 12.50 USD per month"
+    );
     // localstripe's card element is mounted: Stripe.js loaded from the configured URL.
     browser
         .element("#card-element input[placeholder=number]")
@@ -162,6 +166,11 @@ async fn a_trial_saved_on_the_stripe_page_is_trialing_when_the_browser_is_back()
     browser
         .wait_for_text("Nothing is charged today: your card is saved for later payments.")
         .await;
+    let terms = browser.element("#terms").await.text().await.unwrap();
+    assert!(
+        terms.contains("Plan: Trial · Free for 14 days, then 0.80 USD per hour"),
+        "{terms}"
+    );
     pay_with(&browser, "4242424242424242", "Save card").await;
     browser.wait_for_url(&landing.url(SUCCESS_PATH)).await;
     // localstripe sends no setup_intent webhook: only the page's report can do this.

@@ -59,9 +59,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ChargeRequest, CheckoutRequest, CheckoutSession, CustomerInfo, DetailsRequest, HostedSession,
-    PaymentOutcome, PaymentProvider, ProviderError, ProviderEvent, ProviderEventKind, ProviderRef,
-    RefundRequest, signature,
+    ChargeRequest, CheckoutRequest, CheckoutSession, CheckoutTerms, CustomerInfo, DetailsRequest,
+    HostedSession, PaymentOutcome, PaymentProvider, ProviderError, ProviderEvent,
+    ProviderEventKind, ProviderRef, RefundRequest, signature,
 };
 
 /// The provider's configuration key.
@@ -282,6 +282,8 @@ struct CheckoutRecord {
     closed_by: Option<ClosedBy>,
     #[serde(default)]
     refunds: Vec<RefundEntry>,
+    #[serde(default)]
+    terms: CheckoutTerms,
 }
 
 impl CheckoutRecord {
@@ -289,6 +291,7 @@ impl CheckoutRecord {
         pages::CheckoutView {
             id,
             description: &self.description,
+            terms: &self.terms,
             amount: self.amount,
             currency: &self.currency,
             cancel_url: &self.cancel_url,
@@ -901,6 +904,7 @@ impl PaymentProvider for SandboxProvider {
             pending_card: None,
             closed_by: None,
             refunds: Vec::new(),
+            terms: r.terms,
         };
         self.inner
             .create(RecordKind::Checkout, &key.id, &session)

@@ -6,60 +6,8 @@
 
 use rust_decimal::Decimal;
 
-/// Escapes text for HTML element content and double-quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `12.5`, `EUR` → `12.50 EUR`.
-pub fn format_amount(amount: Decimal, currency: &str) -> String {
-    let mut a = amount;
-    if a.scale() < 2 {
-        a.rescale(2);
-    }
-    format!("{a} {}", currency.to_uppercase())
-}
-
-const STYLE: &str = r#"
-*{box-sizing:border-box}
-body{margin:0;background:#f4f5f7;color:#1b1f24;font:18px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-main{max-width:30rem;margin:2rem auto;padding:0 1rem}
-.card{background:#fff;border:1px solid #d6d9de;border-radius:12px;padding:1.5rem}
-.badge{display:inline-block;background:#fff4ce;color:#5c4400;border:1px solid #e5c75a;border-radius:999px;padding:.1rem .7rem;font-size:.85rem;font-weight:600}
-h1{font-size:1.5rem;margin:.75rem 0 .25rem}
-.amount{font-size:2rem;font-weight:700;margin:.25rem 0}
-.note{color:#46505c;margin:.25rem 0 1rem}
-label{display:block;font-weight:600;margin:1rem 0 .3rem}
-input{width:100%;font:inherit;padding:.7rem .8rem;border:2px solid #8a939e;border-radius:8px;background:#fff;color:inherit}
-input:focus{outline:3px solid #2f6feb;outline-offset:1px;border-color:#2f6feb}
-input[aria-invalid=true]{border-color:#b3261e}
-button{display:block;width:100%;font:inherit;font-weight:700;font-size:1.15rem;margin-top:1.5rem;padding:.9rem 1rem;border:0;border-radius:8px;background:#1f5fd6;color:#fff;cursor:pointer}
-button:hover{background:#174bb0}
-button:focus{outline:3px solid #1b1f24;outline-offset:2px}
-button.secondary{background:#fff;color:#b3261e;border:2px solid #b3261e}
-button.secondary:hover{background:#fdecea}
-button.link{display:inline;width:auto;margin:0;padding:0;background:none;color:#1f5fd6;font-weight:400;font-size:inherit;text-decoration:underline}
-button.link:hover{background:none;color:#174bb0}
-.error{background:#fdecea;color:#8c1d18;border:1px solid #f1b2ad;border-radius:8px;padding:.75rem 1rem;margin:1rem 0 0}
-.ok{background:#e7f5ec;color:#0f5223;border:1px solid #a9d8b8;border-radius:8px;padding:.75rem 1rem}
-.links{text-align:center;margin:1.25rem 0 0}
-a{color:#1f5fd6}
-a:focus{outline:3px solid #2f6feb;outline-offset:2px}
-details{margin-top:1.5rem;color:#46505c;font-size:.95rem}
-summary{cursor:pointer}
-code{font-size:.95em}
-"#;
+use crate::pages::STYLE;
+pub use crate::pages::{escape, format_amount};
 
 /// A whole document around `body`.
 fn layout(title: &str, body: &str) -> String {
@@ -123,6 +71,8 @@ fn card_form(action: &str, button: &str, card_number: &str, error: Option<&str>)
 pub struct CheckoutView<'a> {
     pub id: &'a str,
     pub description: &'a str,
+    /// Merchant, plan, and the price after today (empty in old records).
+    pub terms: &'a crate::CheckoutTerms,
     pub amount: Decimal,
     pub currency: &'a str,
     pub cancel_url: &'a str,
@@ -139,8 +89,30 @@ impl CheckoutView<'_> {
                 escape(&format_amount(self.amount, self.currency))
             )
         };
+        let merchant = if self.terms.merchant.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p class=\"note\" id=\"merchant\">Paying <strong>{}</strong></p>\n",
+                escape(&self.terms.merchant)
+            )
+        };
+        let plan = if self.terms.plan.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p id=\"plan\">Plan: <strong>{}</strong></p>\n",
+                escape(&self.terms.plan)
+            )
+        };
+        let summary = self
+            .terms
+            .summary
+            .as_deref()
+            .map(|s| format!("<p class=\"note\" id=\"terms\">{}</p>\n", escape(s)))
+            .unwrap_or_default();
         format!(
-            "<h1>{}</h1>\n{amount}\n",
+            "{merchant}<h1>{}</h1>\n{plan}{amount}\n{summary}",
             escape(if self.description.is_empty() {
                 "Payment"
             } else {
@@ -336,12 +308,18 @@ mod tests {
         let view = CheckoutView {
             id: "sbx_cs_1",
             description: "<script>alert(1)</script>",
+            terms: &crate::CheckoutTerms {
+                merchant: "<b>M</b>".into(),
+                plan: "<i>P</i>".into(),
+                summary: Some("<u>S</u>".into()),
+            },
             amount: Decimal::new(1000, 2),
             currency: "eur",
             cancel_url: "http://x/?a=1&b=\"2\"",
         };
         let page = checkout(&view, "\"><b>", Some("<i>bad</i>"));
         assert!(!page.contains("<script>"));
+        assert!(!page.contains("<b>M") && !page.contains("<i>P") && !page.contains("<u>S"));
         assert!(!page.contains("<i>bad"));
         assert!(!page.contains("\"><b>"));
         assert!(page.contains("&lt;script&gt;"));
@@ -359,6 +337,7 @@ mod tests {
         let view = CheckoutView {
             id: "sbx_cs_1",
             description: "Starter",
+            terms: &crate::CheckoutTerms::default(),
             amount: Decimal::ZERO,
             currency: "eur",
             cancel_url: "/",

@@ -152,6 +152,7 @@ impl Inner {
             cancel_url: None,
             return_url: None,
             payment_intent: Some(&pi.id),
+            terms: None,
         };
         // Moves no money: one per page view, and an unused one is harmless.
         self.api
@@ -429,6 +430,10 @@ async fn render(
         .metadata()
         .get(wire::meta::DESCRIPTION)
         .filter(|d| !d.is_empty());
+    let terms = intent
+        .metadata()
+        .get(wire::meta::TERMS)
+        .filter(|t| !t.is_empty());
     let amount = match intent {
         Intent::Payment(pi) => Some(format!(
             "{} {}",
@@ -459,6 +464,7 @@ async fn render(
             title: "Update payment details",
             heading: "Update your payment details",
             amount: None,
+            terms: None,
             note: Some("The new card replaces the one on file. Nothing is charged now."),
             action: id,
             button: &button,
@@ -474,6 +480,7 @@ async fn render(
             title: "Checkout",
             heading: description.unwrap_or("Payment"),
             amount: amount.as_deref(),
+            terms,
             note: if authenticate {
                 Some("Your bank asks you to confirm this payment.")
             } else if amount.is_none() {

@@ -598,6 +598,7 @@ impl PaymentProvider for StripeProvider {
         let customer = stripe_id(&r.customer_ref, &["cus_"])?;
         let (amount, currency) = money(r.amount, &r.currency)?;
         let key = Some(r.idempotency_key.as_str());
+        let terms = crate::pages::terms_line(&r.terms);
         let id = if amount > 0 {
             let form = wire::CheckoutIntentForm {
                 amount,
@@ -610,6 +611,7 @@ impl PaymentProvider for StripeProvider {
                 description: &r.description,
                 success_url: &r.success_url,
                 cancel_url: &r.cancel_url,
+                terms: terms.as_deref(),
             };
             let pi: PaymentIntent = inner.api.post("/v1/payment_intents", &form, key).await?;
             pi.id
@@ -625,6 +627,7 @@ impl PaymentProvider for StripeProvider {
                 cancel_url: Some(&r.cancel_url),
                 return_url: None,
                 payment_intent: None,
+                terms: terms.as_deref(),
             };
             let si: SetupIntent = inner.api.post("/v1/setup_intents", &form, key).await?;
             si.id
@@ -652,6 +655,7 @@ impl PaymentProvider for StripeProvider {
             cancel_url: None,
             return_url: Some(&r.return_url),
             payment_intent: None,
+            terms: None,
         };
         // Moves no money: a duplicate SetupIntent is harmless and expires unused.
         let si: SetupIntent = inner.api.post("/v1/setup_intents", &form, None).await?;

@@ -152,6 +152,8 @@ pub struct FormView<'a> {
     pub heading: &'a str,
     /// `12.50 USD`, or `None` when nothing is charged now.
     pub amount: Option<&'a str>,
+    /// Merchant, plan and what follows today's payment, in one line.
+    pub terms: Option<&'a str>,
     pub note: Option<&'a str>,
     /// Where the form posts, relative to the page.
     pub action: &'a str,
@@ -173,6 +175,10 @@ pub fn payment_form(view: &FormView<'_>, stripe: &StripeJs<'_>, error: Option<&s
     let note = match view.note {
         Some(n) => format!("<p class=\"note\">{}</p>\n", escape(n)),
         None => String::new(),
+    };
+    let note = match view.terms {
+        Some(t) => format!("<p class=\"note\" id=\"terms\">{}</p>\n{note}", escape(t)),
+        None => note,
     };
     let leave = match view.leave {
         Leave::Post { action, label } => format!(
@@ -244,6 +250,7 @@ mod tests {
             title: "t",
             heading: "<script>alert(1)</script>",
             amount: Some("1 & 2"),
+            terms: None,
             note: None,
             action: "pi_1\"x",
             button: "Pay",

@@ -74,6 +74,8 @@ pub mod meta {
     pub const CUSTOMER_ID: &str = "customer_id";
     pub const SUBSCRIPTION_ID: &str = "subscription_id";
     pub const DESCRIPTION: &str = "description";
+    /// Merchant, plan and what follows the first payment, as the page shows them.
+    pub const TERMS: &str = "terms";
     pub const SUCCESS_URL: &str = "success_url";
     pub const CANCEL_URL: &str = "cancel_url";
     pub const RETURN_URL: &str = "return_url";
@@ -182,6 +184,8 @@ pub struct CheckoutIntentForm<'a> {
     pub success_url: &'a str,
     #[serde(rename = "metadata[cancel_url]")]
     pub cancel_url: &'a str,
+    #[serde(rename = "metadata[terms]", skip_serializing_if = "Option::is_none")]
+    pub terms: Option<&'a str>,
 }
 
 /// `POST /v1/setup_intents`: a zero-amount checkout, a payment-details page, or the card
@@ -224,6 +228,8 @@ pub struct SetupIntentForm<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     pub payment_intent: Option<&'a str>,
+    #[serde(rename = "metadata[terms]", skip_serializing_if = "Option::is_none")]
+    pub terms: Option<&'a str>,
 }
 
 /// `POST /v1/payment_intents`, confirmed at once and off-session: a charge of the card on
@@ -667,6 +673,7 @@ mod tests {
             cancel_url: None,
             return_url: Some("https://x/y?a=1&b=2"),
             payment_intent: None,
+            terms: None,
         };
         let request = reqwest::Client::new()
             .post("http://127.0.0.1/")

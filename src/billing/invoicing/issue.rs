@@ -157,6 +157,7 @@ pub(crate) async fn insert_invoice(
         kind: Set(inv.kind.code().to_owned()),
         credit_applied: Set(Dec(used)),
         amount_due: Set(Dec(due)),
+        number: Set(None),
     })
     .on_conflict_do_nothing_on([invoice::Column::SubscriptionId, invoice::Column::InvoiceKey])
     .exec(db)
@@ -164,6 +165,13 @@ pub(crate) async fn insert_invoice(
     if !matches!(inserted, sea_orm::TryInsertResult::Inserted(_)) {
         return Ok(None);
     }
+    // Numbered only once it is certain to be issued: a number is never taken for nothing.
+    let number = super::super::documents::number::next_number(db).await?;
+    invoice::Entity::update_many()
+        .col_expr(invoice::Column::Number, Expr::value(number.clone()))
+        .filter(invoice::Column::Id.eq(id))
+        .exec(db)
+        .await?;
     let lines: Vec<_> = inv
         .lines
         .iter()
@@ -208,7 +216,7 @@ pub(crate) async fn insert_invoice(
         credit::move_credit(db, now, credit_move(-used, CreditReason::Applied)).await?;
     }
     let data = json!({
-        "invoiceId": id, "kind": inv.kind.code(), "total": total.to_string(),
+        "invoiceId": id, "number": number, "kind": inv.kind.code(), "total": total.to_string(),
         "creditApplied": used.to_string(), "amountDue": due.to_string(), "currency": inv.currency,
         "periodStart": inv.period.0, "periodEnd": inv.period.1,
     });
@@ -226,7 +234,7 @@ pub(crate) async fn insert_invoice(
     if status == InvoiceStatus::Paid {
         event(EventKind::InvoicePaid, data).await?;
     }
-    tracing::info!(invoice = %id, subscription = %inv.subscription_id, key = inv.key,
+    tracing::info!(invoice = %id, number, subscription = %inv.subscription_id, key = inv.key,
         total = %total, credit_applied = %used, amount_due = %due, currency = inv.currency,
         "invoice issued");
     Ok(Some(Issued { id }))
