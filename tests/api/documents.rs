@@ -34,7 +34,8 @@ pub async fn invoices_of(app: &TestApp, customer: &str) -> Vec<Value> {
 }
 
 /// A customer with an address on a plan with a free trial, then a container by the hour
-/// and support by the month; checkout paid; one period invoiced (total 10.58).
+/// and support by the month; checkout paid (the opening invoice, 5.48); the first boundary
+/// invoiced (total 15.10: January's hours, February's support).
 pub async fn invoiced_customer(app: &TestApp) -> (String, String, Value) {
     let container = app.create_product("Container", "PACKAGE", None).await;
     let support = app
@@ -64,8 +65,8 @@ pub async fn invoiced_customer(app: &TestApp) -> (String, String, Value) {
     .await;
     advance(app, start + chrono::TimeDelta::days(31)).await;
     let all = invoices_of(app, &customer).await;
-    assert_eq!(all.len(), 1, "{all:?}");
-    (customer, token, all[0].clone())
+    assert_eq!(all.len(), 2, "{all:?}");
+    (customer, token, all[1].clone())
 }
 
 async fn get(url: &str) -> (u16, String, Vec<u8>) {
@@ -97,8 +98,8 @@ fn tampered(url: &str) -> String {
 async fn an_issued_invoice_has_a_number_a_printable_page_and_a_pdf() {
     let app = TestApp::spawn().await;
     let (customer, token, inv) = invoiced_customer(&app).await;
-    assert_eq!(inv["number"], "INV-000001");
-    assert_eq!(inv["total"], "10.58");
+    assert_eq!(inv["number"], "INV-000002");
+    assert_eq!(inv["total"], "15.10");
     let hosted = inv["hostedUrl"].as_str().unwrap();
     let pdf_url = inv["pdfUrl"].as_str().unwrap();
     assert!(hosted.starts_with(&format!("{}/documents/invoices/", app.base)));
@@ -108,7 +109,7 @@ async fn an_issued_invoice_has_a_number_a_printable_page_and_a_pdf() {
         .gql_as(Some(&token), DOCS, json!({ "c": customer }))
         .await;
     assert_eq!(
-        mine.ok()["invoices"]["edges"][0]["node"]["hostedUrl"],
+        mine.ok()["invoices"]["edges"][1]["node"]["hostedUrl"],
         inv["hostedUrl"]
     );
 
@@ -119,16 +120,16 @@ async fn an_issued_invoice_has_a_number_a_printable_page_and_a_pdf() {
     for text in [
         "Example Merchant Ltd",
         "1 Harbour Street",
-        "INV-000001",
+        "INV-000002",
         "Lovelace Lab",
         "12 Analytical Row",
         "N1 9GU London",
         "Container",
         "Priority support",
         "1 × 0.0125",
-        "10.58 USD",
+        "15.10 USD",
         "PAID",
-        "2027-01-01 – 2027-02-01",
+        "2027-02-01 – 2027-03-01",
         "Hourly Pro",
     ] {
         assert!(page.contains(text), "the page shows {text:?}:\n{page}");
@@ -140,11 +141,11 @@ async fn an_issued_invoice_has_a_number_a_printable_page_and_a_pdf() {
     assert!(body.starts_with(b"%PDF-"), "a PDF");
     // Content streams are not compressed: the text is there as written.
     for text in [
-        "(Invoice INV-000001)",
+        "(Invoice INV-000002)",
         "(Example Merchant Ltd)",
         "(Lovelace Lab)",
         "(Priority support)",
-        "(10.58 USD)",
+        "(15.10 USD)",
     ] {
         assert!(contains(&body, text), "the PDF shows {text}");
     }
@@ -190,7 +191,7 @@ async fn a_tampered_or_missing_signature_shows_nothing() {
     ] {
         let (status, _, body) = get(&url).await;
         assert_eq!(status, 403, "{url}");
-        for secret in ["INV-000001", "Lovelace", "10.58", "Container"] {
+        for secret in ["INV-000002", "Lovelace", "15.10", "Container"] {
             assert!(!contains(&body, secret), "{url} reveals {secret}");
         }
     }
@@ -243,10 +244,10 @@ async fn numbers_are_gapless_across_many_subscriptions_invoiced_at_once() {
     let app = TestApp::spawn().await;
     let start = app.billing.clock.now();
     let customers = free_subscribers(&app, 15).await;
-    // One clock move issues three periods for each subscription.
+    // One clock move issues three boundaries for each subscription (after its opening invoice).
     advance(&app, start + chrono::TimeDelta::days(93)).await;
     let numbers = all_numbers(&app, &customers).await;
-    assert_eq!(numbers.len(), 45);
+    assert_eq!(numbers.len(), 60);
     assert_gapless(&numbers);
     // Each subscription's invoices are numbered in issuing order.
     for c in &customers {
@@ -299,7 +300,7 @@ async fn two_processes_issuing_at_once_leave_no_gaps_on_postgres() {
         assert!(a.is_success() && b.is_success());
     }
     let numbers = all_numbers(&app, &customers).await;
-    assert_eq!(numbers.len(), 120);
+    assert_eq!(numbers.len(), 160);
     assert_gapless(&numbers);
 }
 
@@ -331,7 +332,7 @@ async fn the_migration_numbers_existing_invoices_in_issuing_order() {
         ))
         .await
         .unwrap();
-    assert_eq!(unnumbered[0].try_get::<i64>("", "n").unwrap(), 6);
+    assert_eq!(unnumbered[0].try_get::<i64>("", "n").unwrap(), 9);
     Migrator::up(&db, None).await.unwrap();
     let numbers: Vec<Option<String>> = db
         .query_all_raw(sea_orm::Statement::from_string(
@@ -343,12 +344,12 @@ async fn the_migration_numbers_existing_invoices_in_issuing_order() {
         .iter()
         .map(|r| r.try_get::<Option<String>>("", "number").unwrap())
         .collect();
-    let expected: Vec<Option<String>> = (1..=6).map(|n| Some(format!("INV-{n:06}"))).collect();
+    let expected: Vec<Option<String>> = (1..=9).map(|n| Some(format!("INV-{n:06}"))).collect();
     assert_eq!(numbers, expected);
     app.restart().await;
     // The series continues after the numbered ones.
     advance(&app, start + chrono::TimeDelta::days(93)).await;
     let numbers = all_numbers(&app, &customers).await;
-    assert_eq!(numbers.len(), 9);
+    assert_eq!(numbers.len(), 12);
     assert_gapless(&numbers);
 }

@@ -512,7 +512,7 @@ async fn a_boundary_costs_a_few_statements_per_subscription() {
     eprintln!("boundary runs (subscriptions, statements): {cost:?}");
     let (n, statements) = cost[1];
     assert!(
-        statements <= n as u64 * 12 + 20,
+        statements <= n as u64 * 14 + 20,
         "a boundary over {n} subscriptions cost {statements} statements"
     );
 }

@@ -85,8 +85,8 @@ async fn the_portal_shows_plan_phase_next_invoice_invoices_and_payment_method() 
         "ACTIVE",
         "Next invoice",
         "so far for 2027-02-01 – 2027-03-01",
-        "INV-000001",
-        "10.58 USD",
+        "INV-000002",
+        "15.10 USD",
         "Update payment method",
         "Cancel at period end",
     ] {
