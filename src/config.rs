@@ -157,6 +157,10 @@ pub struct Config {
     /// Maximum size of the database connection pool.
     #[arg(long, env = "BILLING_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
+    /// Adds `x-sql-statements` (the statements the request ran) to each GraphQL answer
+    /// over HTTP: for tests and debugging.
+    #[arg(long, env = "BILLING_DEBUG_STATEMENTS", value_parser = parse_flag, default_value = "0")]
+    pub debug_statements: bool,
 }
 
 /// `HOST:PORT`, or `:PORT` for the loopback address.
@@ -212,6 +216,7 @@ impl Config {
             ws_max_subscriptions: 32,
             rate_limit_per_token: 60_000,
             rate_limit_per_address: 120_000,
+            debug_statements: true,
         }
     }
 }

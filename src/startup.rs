@@ -168,6 +168,7 @@ impl Application {
             schema,
             billing: billing.clone(),
             introspection: config.introspection,
+            debug_statements: config.debug_statements,
             ws_limits: http::ws::WsLimits {
                 init_timeout: Duration::from_millis(config.ws_init_timeout_ms.max(1)),
                 max_subscriptions: config.ws_max_subscriptions.max(1),

@@ -7,6 +7,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use uuid::Uuid;
 
 use crate::billing::customers::Customer;
+use crate::billing::db::spawn_counted;
 use crate::billing::subscriptions::{Checkout, Subscription};
 use crate::billing::{Billing, BillingError};
 
@@ -66,14 +67,14 @@ impl Loader<Uuid> for CheckoutBySubscription {
 pub fn request_loaders(billing: &Arc<Billing>, data: &mut async_graphql::Data) {
     data.insert(DataLoader::new(
         CustomerLoader(billing.clone()),
-        tokio::spawn,
+        spawn_counted,
     ));
     data.insert(DataLoader::new(
         SubscriptionsByCustomer(billing.clone()),
-        tokio::spawn,
+        spawn_counted,
     ));
     data.insert(DataLoader::new(
         CheckoutBySubscription(billing.clone()),
-        tokio::spawn,
+        spawn_counted,
     ));
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub schema: BillingSchema,
     pub billing: Arc<Billing>,
     pub introspection: IntrospectionPolicy,
+    /// Answer each GraphQL request with its statement count (`x-sql-statements`).
+    pub debug_statements: bool,
     pub ws_limits: ws::WsLimits,
     pub sockets: Arc<ws::OpenSockets>,
     /// Becomes true when the server starts shutting down.
@@ -153,8 +155,30 @@ pub fn prepare(state: &AppState, principal: Principal, mut request: Request) -> 
     request
 }
 
+/// The header that carries a request's SQL statements, with `BILLING_DEBUG_STATEMENTS`.
+pub const STATEMENTS_HEADER: &str = "x-sql-statements";
+
 async fn graphql(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    req: Result<GraphQLBatchRequest, GraphQLRejection>,
+) -> axum::response::Response {
+    if !state.debug_statements {
+        return serve_graphql(state, headers, req).await;
+    }
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut response =
+        crate::billing::db::count_statements(counter.clone(), serve_graphql(state, headers, req))
+            .await;
+    let n = counter.load(std::sync::atomic::Ordering::Relaxed);
+    response
+        .headers_mut()
+        .insert(STATEMENTS_HEADER, axum::http::HeaderValue::from(n));
+    response
+}
+
+async fn serve_graphql(
+    state: AppState,
     headers: HeaderMap,
     req: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> axum::response::Response {
