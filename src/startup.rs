@@ -118,7 +118,7 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
-        let db = Db::connect(&config.database_url, config.db_pool).await?;
+        let db = Db::connect(&config.database_url, config.pool_size()).await?;
         Migrator::up(db.conn(), None).await?;
         let (mut registry, stripe) = build_providers(&config, &public_url, &db)?;
         for p in extra {

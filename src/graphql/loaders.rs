@@ -1,7 +1,7 @@
 //! DataLoaders: nested lookups batched into one query per kind per request.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use uuid::Uuid;
@@ -63,18 +63,40 @@ impl Loader<Uuid> for CheckoutBySubscription {
     }
 }
 
+/// A request's loaders, each made on first use: most requests use none, and a loader
+/// costs allocations to set up.
+pub struct Loaders {
+    billing: Arc<Billing>,
+    customers: OnceLock<DataLoader<CustomerLoader>>,
+    subscriptions: OnceLock<DataLoader<SubscriptionsByCustomer>>,
+    checkouts: OnceLock<DataLoader<CheckoutBySubscription>>,
+}
+
+impl Loaders {
+    pub fn customers(&self) -> &DataLoader<CustomerLoader> {
+        self.customers
+            .get_or_init(|| DataLoader::new(CustomerLoader(self.billing.clone()), spawn_counted))
+    }
+
+    pub fn subscriptions(&self) -> &DataLoader<SubscriptionsByCustomer> {
+        self.subscriptions.get_or_init(|| {
+            DataLoader::new(SubscriptionsByCustomer(self.billing.clone()), spawn_counted)
+        })
+    }
+
+    pub fn checkouts(&self) -> &DataLoader<CheckoutBySubscription> {
+        self.checkouts.get_or_init(|| {
+            DataLoader::new(CheckoutBySubscription(self.billing.clone()), spawn_counted)
+        })
+    }
+}
+
 /// Everything a request needs to batch its lookups.
 pub fn request_loaders(billing: &Arc<Billing>, data: &mut async_graphql::Data) {
-    data.insert(DataLoader::new(
-        CustomerLoader(billing.clone()),
-        spawn_counted,
-    ));
-    data.insert(DataLoader::new(
-        SubscriptionsByCustomer(billing.clone()),
-        spawn_counted,
-    ));
-    data.insert(DataLoader::new(
-        CheckoutBySubscription(billing.clone()),
-        spawn_counted,
-    ));
+    data.insert(Loaders {
+        billing: billing.clone(),
+        customers: OnceLock::new(),
+        subscriptions: OnceLock::new(),
+        checkouts: OnceLock::new(),
+    });
 }
