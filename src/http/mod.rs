@@ -115,9 +115,16 @@ async fn websocket(
             .into_response();
     };
     upgrade
+        // graphql-transport-ws messages from a client are small; the default 128 KiB read
+        // buffer would be most of an idle subscriber's memory. Larger messages still fit:
+        // the buffer grows for them.
+        .read_buffer_size(WS_READ_BUFFER)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| ws::serve(state, protocol, socket))
 }
+
+/// A websocket's initial read buffer.
+const WS_READ_BUFFER: usize = 4 * 1024;
 
 /// The bearer token of a request, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
