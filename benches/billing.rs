@@ -342,6 +342,7 @@ async fn event_delivery(
     let customers = seed_customers(client, server, "events", ops + 1).await?;
     let (warm, measured) = customers.split_first().ok_or("no customers")?;
 
+    let rss_idle = proc_status_kib(server.pid(), "VmRSS");
     eprintln!("events: opening {subscribers} websocket subscribers");
     let mut sockets = Vec::with_capacity(subscribers);
     for chunk in (0..subscribers).collect::<Vec<_>>().chunks(50) {
@@ -355,6 +356,9 @@ async fn event_delivery(
             sockets.push(ws?);
         }
     }
+    // Open and subscribed, not yet live: what an idle subscriber holds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_open = proc_status_kib(server.pid(), "VmRSS");
     let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
     let measured_set: Arc<std::collections::HashSet<String>> =
         Arc::new(measured.iter().cloned().collect());
@@ -463,6 +467,9 @@ async fn event_delivery(
         }
     }
     let delivered_in = started.elapsed();
+    // Every listener has ended and dropped its socket: what stays after they left.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_left = proc_status_kib(server.pid(), "VmRSS");
     let statements = sql_statements(client, &server.base).await? - statements;
     let cpu = cpu
         .zip(cpu_time(server.pid()))
@@ -498,6 +505,30 @@ async fn event_delivery(
         proc_status_kib(server.pid(), "VmHWM")
             .map_or("—".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
     );
+    let mut answers: Vec<i64> = sent
+        .values()
+        .map(|(s, a)| i64::try_from(a.duration_since(*s).as_micros()).unwrap_or(i64::MAX))
+        .collect();
+    answers.sort_unstable();
+    println!();
+    println!(
+        "HTTP answers of the {} mutations meanwhile: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (goal p99 ≤ 5 ms); frames p99 after the answer {:.2} ms (goal ≤ 10 ms)",
+        answers.len(),
+        ms(&answers, 50.0),
+        ms(&answers, 99.0),
+        ms(&answers, 100.0),
+        ms(&from_answer, 99.0),
+    );
+    if let (Some(idle), Some(open), Some(left)) = (rss_idle, rss_open, rss_left) {
+        println!();
+        println!(
+            "RSS: {:.1} MiB before the subscribers, {:.1} MiB with {subscribers} idle subscribers ({:.1} KiB each, goal ≤ 20), {:.1} MiB after they left",
+            idle as f64 / 1024.0,
+            open as f64 / 1024.0,
+            open.saturating_sub(idle) as f64 / subscribers as f64,
+            left as f64 / 1024.0,
+        );
+    }
     println!();
     println!(
         "Latency runs from sending `createSubscription` (free plan: active at once; its commit writes SUBSCRIPTION_CREATED and SUBSCRIPTION_ACTIVATED) to the SUBSCRIPTION_CREATED frame at each subscriber; the commit lies between the request and its answer, so the two columns bound commit-to-frame from above and below. Mutations took {:.1} s to send; all frames were in {:.1} s after the first.",
@@ -520,6 +551,7 @@ async fn record_usage(
     }
     let seconds = env_number("BENCH_SECONDS", 10)?.max(1);
     let subscriptions = Arc::new(subscriptions);
+    let subscriptions_for_batch = subscriptions.clone();
     let target = GqlTarget::of(server);
     let bandwidth = catalog.bandwidth.clone();
     let keys = Arc::new(AtomicU64::new(0));
@@ -541,15 +573,54 @@ async fn record_usage(
         Duration::from_secs(seconds),
     )
     .await?;
+    // recordUsageBatch: 1,000 records a request, each with its own key.
+    let subscriptions = subscriptions_for_batch;
+    let target = GqlTarget::of(server);
+    let bandwidth = catalog.bandwidth.clone();
+    let keys = Arc::new(AtomicU64::new(0));
+    let make: Arc<MakeRequest> = Arc::new(move |client, rng| {
+        let records: Vec<Value> = (0..USAGE_BATCH)
+            .map(|_| {
+                let sub = &subscriptions[rng.below(subscriptions.len())];
+                let key = keys.fetch_add(1, Ordering::Relaxed);
+                json!({ "subscriptionId": sub, "productId": bandwidth, "quantity": "1.5",
+                        "idempotencyKey": format!("batch-{key}") })
+            })
+            .collect();
+        let body = json!({ "query": RECORD_USAGE_BATCH, "variables": { "r": records } });
+        target.post(client, body.to_string())
+    });
+    let batch_row = measure(
+        client,
+        Workload {
+            name: "recordUsageBatch (GraphQL, 1,000 records a request)",
+            make,
+            server: Some(server),
+        },
+        Duration::from_secs(seconds),
+    )
+    .await?;
+    let row_rps = row.rps;
+    let batch_records = batch_row.rps * USAGE_BATCH as f64;
+    let batch_statements =
+        batch_row.statements.unwrap_or(0) as f64 / batch_row.requests.max(1) as f64;
     println!();
     println!(
-        "## recordUsage, {CONCURRENCY} concurrent clients, {seconds} s after a {} s warm-up",
+        "## recordUsage and recordUsageBatch, {CONCURRENCY} concurrent clients, {seconds} s after a {} s warm-up",
         WARM_UP.as_secs()
     );
     println!();
-    print_rows(&[row]);
+    print_rows(&[row, batch_row]);
+    println!();
+    println!(
+        "recordUsage: {:.0} records/s (goal ≥ 3,000); recordUsageBatch: {:.0} records/s (goal ≥ 10,000), {:.2} statements per batch",
+        row_rps, batch_records, batch_statements,
+    );
     Ok(())
 }
+
+const USAGE_BATCH: usize = 1000;
+const RECORD_USAGE_BATCH: &str = "mutation($r: [RecordUsageInput!]!){ recordUsageBatch(input:{ records: $r }){ records { id } } }";
 
 // ---- invoicing ------------------------------------------------------------------------
 

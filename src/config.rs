@@ -171,9 +171,15 @@ pub struct Config {
     /// random one is stored in the database on first start).
     #[arg(long, env = "BILLING_DOCUMENT_SECRET", hide_env_values = true)]
     pub document_secret: Option<String>,
-    /// Maximum size of the database connection pool.
-    #[arg(long, env = "BILLING_DB_POOL", default_value_t = 16)]
-    pub db_pool: u32,
+    /// Maximum size of the database connection pool; by default 16 on PostgreSQL, and on
+    /// SQLite the number of CPUs, at least 4 (each SQLite connection is a thread of its
+    /// own and a page cache: more than the CPUs only adds hand-offs and memory).
+    #[arg(long, env = "BILLING_DB_POOL")]
+    pub db_pool: Option<u32>,
+    /// Adds `x-sql-statements` (the statements the request ran) to each GraphQL answer
+    /// over HTTP: for tests and debugging.
+    #[arg(long, env = "BILLING_DEBUG_STATEMENTS", value_parser = parse_flag, default_value = "0")]
+    pub debug_statements: bool,
 }
 
 /// `HOST:PORT`, or `:PORT` for the loopback address.
@@ -199,6 +205,18 @@ fn parse_flag(s: &str) -> Result<bool, String> {
 }
 
 impl Config {
+    /// The pool size: as configured, or the engine's default.
+    pub fn pool_size(&self) -> u32 {
+        self.db_pool.unwrap_or_else(|| {
+            if self.database_url.starts_with("postgres") {
+                16
+            } else {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                u32::try_from(cpus).unwrap_or(u32::MAX).max(4)
+            }
+        })
+    }
+
     /// Settings for a test server: a given database, a free port, a known admin token.
     pub fn for_tests(database_url: impl Into<String>, admin_token: impl Into<String>) -> Self {
         Self {
@@ -210,7 +228,7 @@ impl Config {
             production: false,
             introspection: IntrospectionPolicy::Authenticated,
             max_body_bytes: 1 << 20,
-            db_pool: 8,
+            db_pool: Some(8),
             providers: vec!["sandbox".into()],
             default_provider: "sandbox".into(),
             public_url: None,
@@ -234,6 +252,7 @@ impl Config {
             merchant_name: "Example Merchant Ltd".into(),
             merchant_address: Some("1 Harbour Street; 0150 Oslo; Norway".into()),
             document_secret: None,
+            debug_statements: true,
         }
     }
 }

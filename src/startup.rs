@@ -127,7 +127,7 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
-        let db = Db::connect(&config.database_url, config.db_pool).await?;
+        let db = Db::connect(&config.database_url, config.pool_size()).await?;
         Migrator::up(db.conn(), None).await?;
         let (mut registry, stripe) = build_providers(&config, &public_url, &db)?;
         for p in extra {
@@ -187,6 +187,7 @@ impl Application {
             schema,
             billing: billing.clone(),
             introspection: config.introspection,
+            debug_statements: config.debug_statements,
             ws_limits: http::ws::WsLimits {
                 init_timeout: Duration::from_millis(config.ws_init_timeout_ms.max(1)),
                 max_subscriptions: config.ws_max_subscriptions.max(1),

@@ -123,6 +123,27 @@ pub fn unique_suffix() -> String {
 
 /// Starts the server on a free port with a fresh SQLite file, plus `env`.
 pub fn start_server(bin: &Path, env: &[(&str, String)]) -> AnyResult<Server> {
+    start_server_on(bin, env, None)
+}
+
+/// A command for `program`, pinned to one CPU with `taskset` when `cpu` is given.
+pub fn pinned_command(program: &Path, cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// [`start_server`], pinned to `cpu` when given (`taskset` execs the server: same pid).
+pub fn start_server_on(
+    bin: &Path,
+    env: &[(&str, String)],
+    cpu: Option<usize>,
+) -> AnyResult<Server> {
     let suffix = unique_suffix();
     let dir = std::env::temp_dir().join(format!("billing-bench-{suffix}"));
     std::fs::create_dir_all(&dir)?;
@@ -131,7 +152,7 @@ pub fn start_server(bin: &Path, env: &[(&str, String)]) -> AnyResult<Server> {
     let port = free_port()?;
     // Configured admin tokens must be at least 32 characters.
     let token = format!("bk_admin_bench_{suffix}_0123456789abcdef");
-    let spawned = Command::new(bin)
+    let spawned = pinned_command(bin, cpu)
         .env("BILLING_BIND", format!("127.0.0.1:{port}"))
         .env(
             "DATABASE_URL",

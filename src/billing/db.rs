@@ -13,6 +13,30 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, MutexGuard};
 
+tokio::task_local! {
+    /// The statements of the request being served, when it is counted
+    /// (`BILLING_DEBUG_STATEMENTS`): see [`count_statements`].
+    static REQUEST_STATEMENTS: Arc<AtomicU64>;
+}
+
+/// Runs `f` counting the SQL statements it runs (in its own task, and in the tasks its
+/// DataLoaders spawn through [`spawn_counted`]) into `counter`.
+pub async fn count_statements<F: std::future::Future>(counter: Arc<AtomicU64>, f: F) -> F::Output {
+    REQUEST_STATEMENTS.scope(counter, f).await
+}
+
+/// `tokio::spawn`, keeping the caller's statement count (if any) in the new task.
+pub fn spawn_counted<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match REQUEST_STATEMENTS.try_with(Arc::clone) {
+        Ok(counter) => tokio::spawn(REQUEST_STATEMENTS.scope(counter, f)),
+        Err(_) => tokio::spawn(f),
+    }
+}
+
 #[derive(Clone)]
 pub struct Db {
     conn: DatabaseConnection,
@@ -60,6 +84,8 @@ impl Db {
         let counter = statements.clone();
         conn.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
+            // Not counted (the usual case): one thread-local read.
+            let _ = REQUEST_STATEMENTS.try_with(|c| c.fetch_add(1, Ordering::Relaxed));
         });
         let write_lock = (conn.get_database_backend() == DatabaseBackend::Sqlite)
             .then(|| Arc::new(Mutex::new(())));

@@ -2,17 +2,23 @@
 //! running counter reading: the usage is its rise since the previous reading, and a
 //! reading that went down is a reset whose usage is the reading itself.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
-use entity::{Dec, usage_record};
+use entity::{Dec, subscription, usage_record};
 use rust_decimal::Decimal;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 use super::Billing;
 use super::access::Principal;
+use super::catalog::Product;
 use super::codes::{Code, ProductKind};
 use super::error::{BillingError, BillingResult};
 use super::phase::truncate_to_second;
+use super::subscriptions::Subscription;
 use super::validate;
 
 #[derive(Clone, Debug)]
@@ -58,20 +64,23 @@ pub fn counter_usage(previous: Option<Decimal>, reading: Decimal) -> Decimal {
     }
 }
 
+/// Records one `recordUsageBatch` may hold.
+pub const MAX_USAGE_BATCH: usize = 1_000;
+
+/// A counter's reading: when, and its value.
+type Reading = (DateTime<Utc>, Option<Decimal>);
+
+/// A record whose input passed every check that needs no database.
+struct Checked {
+    product: Arc<Product>,
+    value: Decimal,
+    at: DateTime<Utc>,
+}
+
 impl Billing {
-    pub async fn record_usage(&self, who: &Principal, input: NewUsage) -> BillingResult<Usage> {
-        who.require_backend()?;
-        // A backend records for any customer: the role was the whole check.
-        let sub = self
-            .subscription(&Principal::Admin, input.subscription_id)
-            .await?;
-        if !sub.status.grants_plan() {
-            return Err(BillingError::InvalidState(format!(
-                "subscription {} is {}: usage is recorded only once it is paid",
-                sub.id,
-                sub.status.code()
-            )));
-        }
+    /// The checks of one record that need no database: a metered product of the catalog,
+    /// a valid quantity, an instant that is not in the future, a valid key.
+    fn check_usage(&self, input: &NewUsage, now: DateTime<Utc>) -> BillingResult<Checked> {
         let product = self
             .catalog()
             .product(input.product_id)
@@ -87,7 +96,6 @@ impl Billing {
         if let Some(at) = input.at {
             validate::instant("at", at)?;
         }
-        let now = self.clock.now();
         let at = truncate_to_second(input.at.unwrap_or(now));
         if at > now {
             return Err(BillingError::invalid(
@@ -96,9 +104,27 @@ impl Billing {
         }
         if let Some(key) = &input.idempotency_key {
             validate::idempotency_key(key)?;
-            if let Some(existing) = self.usage_by_key(sub.id, key).await? {
-                return same_or_reused(existing, &input, at);
-            }
+        }
+        Ok(Checked { product, value, at })
+    }
+
+    pub async fn record_usage(&self, who: &Principal, input: NewUsage) -> BillingResult<Usage> {
+        who.require_backend()?;
+        // A backend records for any customer: the role was the whole check.
+        let sub = self
+            .subscription(&Principal::Admin, input.subscription_id)
+            .await?;
+        require_paid(&sub)?;
+        let now = self.clock.now();
+        let Checked { product, value, at } = self.check_usage(&input, now)?;
+        // A counter's replay must be found before its reading is compared with newer ones;
+        // a plain record's replay shows up as the key's unique violation below, which
+        // spares the common case (a fresh key) a statement.
+        if product.aggregated_usage
+            && let Some(key) = &input.idempotency_key
+            && let Some(existing) = self.usage_by_key(sub.id, key).await?
+        {
+            return same_or_reused(existing, &input, at);
         }
         let txn = self.db.write().await?;
         let (quantity, reading) = if product.aggregated_usage {
@@ -156,6 +182,172 @@ impl Billing {
         }
     }
 
+    /// Up to [`MAX_USAGE_BATCH`] records in one transaction, each checked as
+    /// [`Self::record_usage`] checks it and idempotent by its key (a key given twice in the
+    /// batch with the same input records once). A refused record refuses the batch with
+    /// `BAD_USER_INPUT` naming its index, and nothing is written. The answers are in input
+    /// order; a replay answers the record first written under its key.
+    pub async fn record_usage_batch(
+        &self,
+        who: &Principal,
+        inputs: Vec<NewUsage>,
+    ) -> BillingResult<Vec<Usage>> {
+        who.require_backend()?;
+        if inputs.len() > MAX_USAGE_BATCH {
+            return Err(BillingError::invalid(format!(
+                "records: a batch holds at most {MAX_USAGE_BATCH} records, got {}",
+                inputs.len()
+            )));
+        }
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let at_index = |i: usize| {
+            move |e: BillingError| match e {
+                e @ BillingError::Db(_) => e,
+                e => BillingError::invalid(format!("records[{i}]: {e}")),
+            }
+        };
+        let now = self.clock.now();
+        let checked = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| self.check_usage(input, now).map_err(at_index(i)))
+            .collect::<BillingResult<Vec<_>>>()?;
+        let mut ids: Vec<Uuid> = inputs.iter().map(|u| u.subscription_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let subscriptions: HashMap<Uuid, Subscription> = subscription::Entity::find()
+            .filter(subscription::Column::Id.is_in(ids))
+            .all(self.db.conn())
+            .await?
+            .into_iter()
+            .map(|m| Subscription::try_from(m).map(|s| (s.id, s)))
+            .collect::<Result<_, _>>()?;
+        let mut subs = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            let sub = subscriptions
+                .get(&input.subscription_id)
+                .ok_or_else(|| BillingError::not_found("subscription", input.subscription_id))
+                .and_then(|s| require_paid(s).map(|()| s))
+                .map_err(at_index(i))?;
+            subs.push(sub);
+        }
+        // Two concurrent batches (on PostgreSQL) may write the same fresh key: the loser's
+        // insert fails as a whole, and a second pass finds the winner's records.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.write_usage_batch(&inputs, &checked, &subs, now).await {
+                Err(BillingError::Db(e))
+                    if attempts < 3
+                        && matches!(
+                            e.sql_err(),
+                            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                        ) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Self::record_usage_batch`]: existing keys, counters' previous
+    /// readings and one multi-row insert, in one write transaction.
+    async fn write_usage_batch(
+        &self,
+        inputs: &[NewUsage],
+        checked: &[Checked],
+        subs: &[&Subscription],
+        now: DateTime<Utc>,
+    ) -> BillingResult<Vec<Usage>> {
+        let txn = self.db.write().await?;
+        let keys: Vec<&str> = inputs
+            .iter()
+            .filter_map(|u| u.idempotency_key.as_deref())
+            .collect();
+        let mut by_key: HashMap<(Uuid, String), usage_record::Model> = HashMap::new();
+        if !keys.is_empty() {
+            let mut key_set: Vec<&str> = keys.clone();
+            key_set.sort_unstable();
+            key_set.dedup();
+            let sub_ids: Vec<Uuid> = subs.iter().map(|s| s.id).collect();
+            for m in usage_record::Entity::find()
+                .filter(usage_record::Column::SubscriptionId.is_in(sub_ids))
+                .filter(usage_record::Column::IdempotencyKey.is_in(key_set))
+                .all(&*txn)
+                .await?
+            {
+                if let Some(k) = m.idempotency_key.clone() {
+                    by_key.insert((m.subscription_id, k), m);
+                }
+            }
+        }
+        // Each counter's latest reading (when, and its value), read once and then carried
+        // through the batch.
+        let mut last_reading: HashMap<(Uuid, Uuid), Option<Reading>> = HashMap::new();
+        let mut answers = Vec::with_capacity(inputs.len());
+        let mut fresh = Vec::new();
+        for (i, ((input, c), sub)) in inputs.iter().zip(checked).zip(subs).enumerate() {
+            let at_index = |e: BillingError| BillingError::invalid(format!("records[{i}]: {e}"));
+            if let Some(key) = &input.idempotency_key
+                && let Some(existing) = by_key.get(&(sub.id, key.clone()))
+            {
+                answers.push(same_or_reused(existing.clone(), input, c.at).map_err(at_index)?);
+                continue;
+            }
+            let (quantity, reading) = if c.product.aggregated_usage {
+                let pair = (sub.id, c.product.id);
+                if let Entry::Vacant(slot) = last_reading.entry(pair) {
+                    let previous = usage_record::Entity::find()
+                        .filter(usage_record::Column::SubscriptionId.eq(sub.id))
+                        .filter(usage_record::Column::ProductId.eq(c.product.id))
+                        .order_by_desc(usage_record::Column::At)
+                        .one(&*txn)
+                        .await?;
+                    slot.insert(previous.map(|p| (p.at, p.reading.map(|r| r.0))));
+                }
+                let previous = last_reading.get(&pair).copied().flatten();
+                if previous.is_some_and(|(at, _)| at > c.at) {
+                    return Err(at_index(BillingError::invalid(
+                        "counter readings must be recorded in time order",
+                    )));
+                }
+                last_reading.insert(pair, Some((c.at, Some(c.value))));
+                (
+                    counter_usage(previous.and_then(|(_, r)| r), c.value),
+                    Some(c.value),
+                )
+            } else {
+                (c.value, None)
+            };
+            let m = usage_record::Model {
+                id: Uuid::now_v7(),
+                subscription_id: sub.id,
+                customer_id: sub.customer_id,
+                product_id: c.product.id,
+                quantity: Dec(quantity),
+                reading: reading.map(Dec),
+                at: c.at,
+                idempotency_key: input.idempotency_key.clone(),
+                created_at: now,
+            };
+            if let Some(key) = &input.idempotency_key {
+                // A second record under this key in the batch replays this one.
+                by_key.insert((sub.id, key.clone()), m.clone());
+            }
+            answers.push(Usage::from(m.clone()));
+            fresh.push(m);
+        }
+        if !fresh.is_empty() {
+            usage_record::Entity::insert_many(
+                fresh.into_iter().map(usage_record::ActiveModel::from),
+            )
+            .exec_without_returning(&*txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(answers)
+    }
+
     async fn usage_by_key(
         &self,
         subscription: Uuid,
@@ -186,6 +378,18 @@ impl Billing {
             .map(Usage::from)
             .collect())
     }
+}
+
+/// Usage is recorded only on a subscription that is paid up.
+fn require_paid(sub: &Subscription) -> BillingResult<()> {
+    if !sub.status.grants_plan() {
+        return Err(BillingError::InvalidState(format!(
+            "subscription {} is {}: usage is recorded only once it is paid",
+            sub.id,
+            sub.status.code()
+        )));
+    }
+    Ok(())
 }
 
 fn same_or_reused(

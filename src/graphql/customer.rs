@@ -1,7 +1,6 @@
 //! Customers, API keys and the viewer.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, ErrorExtensions, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
@@ -9,7 +8,7 @@ use super::catalog::Plan;
 use super::context::ContextExt;
 use super::enums::Role;
 use super::error::{GqlResult, uuid};
-use super::loaders::CustomerLoader;
+use super::loaders::Loaders;
 use crate::billing::BillingError;
 use crate::billing::access::{ApiKey as ApiKeyModel, Principal};
 use crate::billing::codes;
@@ -208,7 +207,7 @@ impl Viewer {
 
 async fn load_customer(ctx: &Context<'_>, id: uuid::Uuid) -> async_graphql::Result<Customer> {
     ctx.principal().require_customer_read(id).gql()?;
-    let loader = ctx.data::<DataLoader<CustomerLoader>>()?;
+    let loader = ctx.data::<Loaders>()?.customers();
     loader
         .load_one(id)
         .await

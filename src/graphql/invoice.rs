@@ -4,12 +4,9 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use async_graphql::dataloader::DataLoader;
-
 use super::context::ContextExt;
 use super::enums::{CreditReason, InvoiceKind, InvoiceStatus, PhaseKind};
 use super::error::{GqlResult, uuid};
-use super::loaders::InvoiceNumberLoader;
 use super::scalars::Decimal;
 use crate::billing::invoice::LineKind;
 use crate::billing::invoicing::{Invoice as InvoiceModel, InvoiceLine as LineModel};
@@ -192,7 +189,8 @@ impl Invoice {
             return Ok(None);
         };
         Ok(ctx
-            .data::<DataLoader<InvoiceNumberLoader>>()?
+            .data::<super::loaders::Loaders>()?
+            .invoice_numbers()
             .load_one(id)
             .await?
             .flatten())

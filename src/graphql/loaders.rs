@@ -1,12 +1,13 @@
 //! DataLoaders: nested lookups batched into one query per kind per request.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use uuid::Uuid;
 
 use crate::billing::customers::Customer;
+use crate::billing::db::spawn_counted;
 use crate::billing::items::SubscriptionItem;
 use crate::billing::subscriptions::{Checkout, Subscription};
 use crate::billing::{Billing, BillingError};
@@ -96,26 +97,56 @@ impl Loader<Uuid> for InvoiceNumberLoader {
     }
 }
 
+/// A request's loaders, each made on first use: most requests use none, and a loader
+/// costs allocations to set up.
+pub struct Loaders {
+    billing: Arc<Billing>,
+    customers: OnceLock<DataLoader<CustomerLoader>>,
+    subscriptions: OnceLock<DataLoader<SubscriptionsByCustomer>>,
+    checkouts: OnceLock<DataLoader<CheckoutBySubscription>>,
+    items: OnceLock<DataLoader<ItemsBySubscription>>,
+    invoice_numbers: OnceLock<DataLoader<InvoiceNumberLoader>>,
+}
+
+impl Loaders {
+    pub fn customers(&self) -> &DataLoader<CustomerLoader> {
+        self.customers
+            .get_or_init(|| DataLoader::new(CustomerLoader(self.billing.clone()), spawn_counted))
+    }
+
+    pub fn subscriptions(&self) -> &DataLoader<SubscriptionsByCustomer> {
+        self.subscriptions.get_or_init(|| {
+            DataLoader::new(SubscriptionsByCustomer(self.billing.clone()), spawn_counted)
+        })
+    }
+
+    pub fn checkouts(&self) -> &DataLoader<CheckoutBySubscription> {
+        self.checkouts.get_or_init(|| {
+            DataLoader::new(CheckoutBySubscription(self.billing.clone()), spawn_counted)
+        })
+    }
+
+    pub fn items(&self) -> &DataLoader<ItemsBySubscription> {
+        self.items.get_or_init(|| {
+            DataLoader::new(ItemsBySubscription(self.billing.clone()), spawn_counted)
+        })
+    }
+
+    pub fn invoice_numbers(&self) -> &DataLoader<InvoiceNumberLoader> {
+        self.invoice_numbers.get_or_init(|| {
+            DataLoader::new(InvoiceNumberLoader(self.billing.clone()), spawn_counted)
+        })
+    }
+}
+
 /// Everything a request needs to batch its lookups.
 pub fn request_loaders(billing: &Arc<Billing>, data: &mut async_graphql::Data) {
-    data.insert(DataLoader::new(
-        CustomerLoader(billing.clone()),
-        tokio::spawn,
-    ));
-    data.insert(DataLoader::new(
-        SubscriptionsByCustomer(billing.clone()),
-        tokio::spawn,
-    ));
-    data.insert(DataLoader::new(
-        CheckoutBySubscription(billing.clone()),
-        tokio::spawn,
-    ));
-    data.insert(DataLoader::new(
-        ItemsBySubscription(billing.clone()),
-        tokio::spawn,
-    ));
-    data.insert(DataLoader::new(
-        InvoiceNumberLoader(billing.clone()),
-        tokio::spawn,
-    ));
+    data.insert(Loaders {
+        billing: billing.clone(),
+        customers: OnceLock::new(),
+        subscriptions: OnceLock::new(),
+        checkouts: OnceLock::new(),
+        items: OnceLock::new(),
+        invoice_numbers: OnceLock::new(),
+    });
 }

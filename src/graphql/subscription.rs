@@ -1,6 +1,5 @@
 //! Subscriptions, checkout, payment details and the live event stream.
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::futures_util::{Stream, StreamExt};
 use async_graphql::{
     Context, ErrorExtensions, ID, InputObject, Json, Object, SimpleObject,
@@ -13,9 +12,7 @@ use super::context::ContextExt;
 use super::customer::Customer;
 use super::enums::{BillingEventKind, CheckoutStatus, PhaseKind, SubscriptionStatus};
 use super::error::{GqlResult, uuid};
-use super::loaders::{
-    CheckoutBySubscription, CustomerLoader, ItemsBySubscription, SubscriptionsByCustomer,
-};
+use super::loaders::Loaders;
 use super::scalars::Decimal;
 use crate::billing::changes::ChangeSpec;
 use crate::billing::events::{self, BillingEvent as EventModel};
@@ -36,7 +33,7 @@ impl Subscription {
         self.0.status.into()
     }
     async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
-        let loader = ctx.data::<DataLoader<CustomerLoader>>()?;
+        let loader = ctx.data::<Loaders>()?.customers();
         Ok(loader
             .load_one(self.0.customer_id)
             .await
@@ -55,7 +52,7 @@ impl Subscription {
         let Some(plan) = billing.catalog().plan(self.0.plan_id).cloned() else {
             return Ok(None);
         };
-        let loader = ctx.data::<DataLoader<CustomerLoader>>()?;
+        let loader = ctx.data::<Loaders>()?.customers();
         let customer = loader
             .load_one(self.0.customer_id)
             .await
@@ -85,7 +82,7 @@ impl Subscription {
     /// The items in force: the named ones, or the plan's default items (each PACKAGE
     /// product it prices, quantity 1, no package).
     async fn items(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SubscriptionItem>> {
-        let loader = ctx.data::<DataLoader<ItemsBySubscription>>()?;
+        let loader = ctx.data::<Loaders>()?.items();
         let items = loader
             .load_one(self.0.id)
             .await
@@ -114,7 +111,7 @@ impl Subscription {
     }
     /// The latest checkout, if the subscription needed one.
     async fn checkout(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Checkout>> {
-        let loader = ctx.data::<DataLoader<CheckoutBySubscription>>()?;
+        let loader = ctx.data::<Loaders>()?.checkouts();
         Ok(loader
             .load_one(self.0.id)
             .await
@@ -329,7 +326,7 @@ pub async fn customer_subscriptions(
     ctx: &Context<'_>,
     customer_id: uuid::Uuid,
 ) -> async_graphql::Result<Vec<Subscription>> {
-    let loader = ctx.data::<DataLoader<SubscriptionsByCustomer>>()?;
+    let loader = ctx.data::<Loaders>()?.subscriptions();
     Ok(loader
         .load_one(customer_id)
         .await

@@ -7,8 +7,9 @@ use super::context::ContextExt;
 use super::enums::LimitKind;
 use super::error::{GqlResult, uuid};
 use super::scalars::Decimal;
+use crate::billing::BillingError;
 use crate::billing::limits::Entitlement as EntitlementModel;
-use crate::billing::usage::{NewUsage, Usage};
+use crate::billing::usage::{MAX_USAGE_BATCH, NewUsage, Usage};
 
 #[derive(SimpleObject)]
 pub struct UsageRecord {
@@ -78,6 +79,30 @@ pub struct RecordUsageInput {
     pub idempotency_key: Option<String>,
 }
 
+#[derive(InputObject)]
+pub struct RecordUsageBatchInput {
+    /// At most 1,000 records, written in one transaction: all of them, or none.
+    pub records: Vec<RecordUsageInput>,
+}
+
+#[derive(SimpleObject)]
+pub struct RecordUsageBatchPayload {
+    /// One per input record, in input order (a replayed key answers its first record).
+    pub records: Vec<UsageRecord>,
+}
+
+impl RecordUsageInput {
+    fn into_new(self, field: &str) -> async_graphql::Result<NewUsage> {
+        Ok(NewUsage {
+            subscription_id: uuid(&format!("{field}subscriptionId"), &self.subscription_id)?,
+            product_id: uuid(&format!("{field}productId"), &self.product_id)?,
+            quantity: self.quantity.0,
+            at: self.at,
+            idempotency_key: self.idempotency_key,
+        })
+    }
+}
+
 #[derive(Default)]
 pub struct UsageQuery;
 
@@ -111,19 +136,43 @@ impl UsageMutation {
     ) -> async_graphql::Result<UsageRecord> {
         let u = ctx
             .billing()?
-            .record_usage(
-                &ctx.principal(),
-                NewUsage {
-                    subscription_id: uuid("subscriptionId", &input.subscription_id)?,
-                    product_id: uuid("productId", &input.product_id)?,
-                    quantity: input.quantity.0,
-                    at: input.at,
-                    idempotency_key: input.idempotency_key,
-                },
-            )
+            .record_usage(&ctx.principal(), input.into_new("")?)
             .await
             .gql()?;
         Ok(u.into())
+    }
+
+    /// Up to 1,000 usage records in one transaction, each as `recordUsage` records it
+    /// (same roles, checks and idempotency keys; a key twice in one batch records once).
+    /// A refused record refuses the whole batch with BAD_USER_INPUT naming its index
+    /// (`records[3]: …`), and nothing is written.
+    async fn record_usage_batch(
+        &self,
+        ctx: &Context<'_>,
+        input: RecordUsageBatchInput,
+    ) -> async_graphql::Result<RecordUsageBatchPayload> {
+        let billing = ctx.billing()?;
+        let who = ctx.principal();
+        // The role first, then the size, so that neither costs a caller without one
+        // the parsing of 1,000 records.
+        who.require_backend().gql()?;
+        if input.records.len() > MAX_USAGE_BATCH {
+            return Err(BillingError::invalid(format!(
+                "records: a batch holds at most {MAX_USAGE_BATCH} records, got {}",
+                input.records.len()
+            )))
+            .gql();
+        }
+        let records = input
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.into_new(&format!("records[{i}].")))
+            .collect::<async_graphql::Result<Vec<_>>>()?;
+        let recorded = billing.record_usage_batch(&who, records).await.gql()?;
+        Ok(RecordUsageBatchPayload {
+            records: recorded.into_iter().map(Into::into).collect(),
+        })
     }
 
     /// Takes `quantity` of a limit before the thing happens; LIMIT_EXCEEDED when it does not fit.

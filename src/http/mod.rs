@@ -35,6 +35,8 @@ pub struct AppState {
     pub schema: BillingSchema,
     pub billing: Arc<Billing>,
     pub introspection: IntrospectionPolicy,
+    /// Answer each GraphQL request with its statement count (`x-sql-statements`).
+    pub debug_statements: bool,
     pub ws_limits: ws::WsLimits,
     pub sockets: Arc<ws::OpenSockets>,
     /// Becomes true when the server starts shutting down.
@@ -132,9 +134,16 @@ async fn websocket(
             .into_response();
     };
     upgrade
+        // graphql-transport-ws messages from a client are small; the default 128 KiB read
+        // buffer would be most of an idle subscriber's memory. Larger messages still fit:
+        // the buffer grows for them.
+        .read_buffer_size(WS_READ_BUFFER)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| ws::serve(state, protocol, socket))
 }
+
+/// A websocket's initial read buffer.
+const WS_READ_BUFFER: usize = 4 * 1024;
 
 /// The bearer token of a request, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -172,8 +181,30 @@ pub fn prepare(state: &AppState, principal: Principal, mut request: Request) -> 
     request
 }
 
+/// The header that carries a request's SQL statements, with `BILLING_DEBUG_STATEMENTS`.
+pub const STATEMENTS_HEADER: &str = "x-sql-statements";
+
 async fn graphql(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    req: Result<GraphQLBatchRequest, GraphQLRejection>,
+) -> axum::response::Response {
+    if !state.debug_statements {
+        return serve_graphql(state, headers, req).await;
+    }
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut response =
+        crate::billing::db::count_statements(counter.clone(), serve_graphql(state, headers, req))
+            .await;
+    let n = counter.load(std::sync::atomic::Ordering::Relaxed);
+    response
+        .headers_mut()
+        .insert(STATEMENTS_HEADER, axum::http::HeaderValue::from(n));
+    response
+}
+
+async fn serve_graphql(
+    state: AppState,
     headers: HeaderMap,
     req: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> axum::response::Response {

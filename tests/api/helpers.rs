@@ -276,6 +276,33 @@ impl TestApp {
         Gql { status, body }
     }
 
+    /// A GraphQL request as admin and the SQL statements that request ran (the test
+    /// server's `x-sql-statements` header), whatever else the server does meanwhile.
+    pub async fn admin_counted(&self, query: &str, variables: Value) -> (Gql, u64) {
+        self.counted(Some(ADMIN_TOKEN), query, variables).await
+    }
+
+    /// [`Self::gql_as`] and the statements the request ran.
+    pub async fn counted(&self, token: Option<&str>, query: &str, variables: Value) -> (Gql, u64) {
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status().as_u16();
+        let statements = res
+            .headers()
+            .get("x-sql-statements")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("the test server counts each request's statements");
+        let body = res.json::<Value>().await.unwrap_or(Value::Null);
+        (Gql { status, body }, statements)
+    }
+
     pub async fn admin(&self, query: &str, variables: Value) -> Gql {
         self.gql_as(Some(ADMIN_TOKEN), query, variables).await
     }
@@ -284,7 +311,8 @@ impl TestApp {
         self.gql_as(None, query, variables).await
     }
 
-    /// SQL statements the server has run so far.
+    /// SQL statements the server has run so far, background work included (prefer
+    /// [`Self::counted`] for one request's).
     pub async fn statements(&self) -> u64 {
         let text = self
             .client

@@ -366,3 +366,234 @@ async fn only_backends_record_usage_and_hold_limits() {
         .await;
     events.expect_code("FORBIDDEN");
 }
+
+const RECORD_BATCH: &str = "mutation($r: [RecordUsageInput!]!) { recordUsageBatch(input: { records: $r }) { records { id subscriptionId quantity reading } } }";
+
+/// A live subscription on a free plan with a plain metered product and a counter; returns
+/// (subscription, plain product, counter product, customer token).
+async fn metered_subscription(app: &TestApp) -> (String, String, String, String) {
+    let (plan, counter) = limited_plan(app, 5, "COUNT").await;
+    let plain = app
+        .admin(
+            r#"mutation { createProduct(input: { name: "Requests", kind: METERED_RESOURCE, resource: "requests", unitType: "REQUEST" }) { id } }"#,
+            json!({}),
+        )
+        .await
+        .ok()["createProduct"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let customer = app.create_customer("batch").await;
+    let token = app.customer_token(&customer).await;
+    let sub = subscribe(app, &token, &customer, &plan).await;
+    let sub = sub["subscription"]["id"].as_str().unwrap().to_owned();
+    (sub, plain, counter, token)
+}
+
+async fn stored_usage(app: &TestApp) -> Vec<entity::usage_record::Model> {
+    entity::usage_record::Entity::find()
+        .all(app.billing.db.conn())
+        .await
+        .unwrap()
+}
+
+fn ids(res: &crate::helpers::Gql) -> Vec<String> {
+    res.ok()["recordUsageBatch"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_usage_batch_records_each_key_once_and_replays_answer_the_first_record() {
+    let app = TestApp::spawn().await;
+    let (sub, plain, counter, _) = metered_subscription(&app).await;
+    let backend = app.service_token("backend").await;
+    let rec = |product: &str, q: &str, key: &str| json!({ "subscriptionId": sub, "productId": product, "quantity": q, "idempotencyKey": key });
+
+    let batch = json!({ "r": [rec(&plain, "1.5", "b1"), rec(&plain, "2", "b2"), rec(&counter, "40", "c1"), rec(&counter, "100", "c2")] });
+    let first = app
+        .gql_as(Some(&backend), RECORD_BATCH, batch.clone())
+        .await;
+    let records = first.ok()["recordUsageBatch"]["records"].clone();
+    assert_eq!(records[0]["quantity"], "1.5");
+    assert_eq!(records[1]["quantity"], "2");
+    assert_eq!(
+        (
+            records[2]["quantity"].as_str(),
+            records[3]["quantity"].as_str()
+        ),
+        (Some("40"), Some("60")),
+        "a counter's readings in one batch become rises"
+    );
+    assert_eq!(records[3]["reading"], "100");
+    assert_eq!(stored_usage(&app).await.len(), 4);
+
+    // The whole batch again: the same records, nothing new.
+    let again = app.gql_as(Some(&backend), RECORD_BATCH, batch).await;
+    assert_eq!(ids(&again), ids(&first));
+    assert_eq!(stored_usage(&app).await.len(), 4);
+
+    // A replayed key beside fresh ones, and a key given twice in one batch.
+    let mixed =
+        json!({ "r": [rec(&plain, "2", "b2"), rec(&plain, "7", "b3"), rec(&plain, "7", "b3")] });
+    let mixed = app.gql_as(Some(&backend), RECORD_BATCH, mixed).await;
+    let mixed_ids = ids(&mixed);
+    assert_eq!(mixed_ids[0], ids(&first)[1], "b2 answers its first record");
+    assert_eq!(
+        mixed_ids[1], mixed_ids[2],
+        "a key twice in one batch records once"
+    );
+    let stored = stored_usage(&app).await;
+    assert_eq!(stored.len(), 5);
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|u| u.idempotency_key.as_deref() == Some("b3"))
+            .count(),
+        1
+    );
+
+    // The same key with other input, in the batch or against the log: refused, nothing written.
+    for refused in [
+        json!({ "r": [rec(&plain, "1", "b4"), rec(&plain, "2", "b4")] }),
+        json!({ "r": [rec(&plain, "1", "b5"), rec(&plain, "9", "b1")] }),
+    ] {
+        let res = app.gql_as(Some(&backend), RECORD_BATCH, refused).await;
+        let msg = res.expect_code("BAD_USER_INPUT");
+        assert!(msg.starts_with("records[1]: "), "{msg}");
+        assert!(msg.contains("idempotency key"), "{msg}");
+    }
+    assert_eq!(
+        stored_usage(&app).await.len(),
+        5,
+        "refused batches write nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_record_refuses_the_whole_batch_naming_its_index() {
+    let app = TestApp::spawn().await;
+    let (sub, plain, counter, _) = metered_subscription(&app).await;
+    let backend = app.service_token("backend").await;
+    let good = json!({ "subscriptionId": sub, "productId": plain, "quantity": "1" });
+    let container = app.create_product("Box", "PACKAGE", None).await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for (bad, index, says) in [
+        (
+            json!({ "subscriptionId": sub, "productId": plain, "quantity": "-1" }),
+            1,
+            "quantity",
+        ),
+        (
+            json!({ "subscriptionId": unknown, "productId": plain, "quantity": "1" }),
+            1,
+            "not found",
+        ),
+        (
+            json!({ "subscriptionId": sub, "productId": container, "quantity": "1" }),
+            1,
+            "not a metered resource",
+        ),
+        (
+            json!({ "subscriptionId": sub, "productId": plain, "quantity": "1", "at": "2999-01-01T00:00:00Z" }),
+            1,
+            "future",
+        ),
+        (
+            json!({ "subscriptionId": "nope", "productId": plain, "quantity": "1" }),
+            1,
+            "subscriptionId",
+        ),
+        (
+            json!({ "subscriptionId": sub, "productId": counter, "quantity": "5", "at": "2020-01-01T00:00:00Z" }),
+            2,
+            "time order",
+        ),
+    ] {
+        let mut records = vec![good.clone(), bad];
+        if index == 2 {
+            // A counter reading older than the one before it in the same batch.
+            records.insert(
+                1,
+                json!({ "subscriptionId": sub, "productId": counter, "quantity": "4" }),
+            );
+        }
+        let res = app
+            .gql_as(Some(&backend), RECORD_BATCH, json!({ "r": records }))
+            .await;
+        let msg = res.expect_code("BAD_USER_INPUT");
+        assert!(msg.contains(&format!("records[{index}]")), "{msg}");
+        assert!(msg.contains(says), "{msg}");
+    }
+    assert!(stored_usage(&app).await.is_empty(), "nothing was written");
+
+    // 1,000 records are one batch; 1,001 are refused before any is looked at.
+    let many: Vec<_> = (0..1001)
+        .map(|i| json!({ "subscriptionId": sub, "productId": plain, "quantity": "1", "idempotencyKey": format!("k{i}") }))
+        .collect();
+    let res = app
+        .gql_as(Some(&backend), RECORD_BATCH, json!({ "r": many }))
+        .await;
+    assert!(res.expect_code("BAD_USER_INPUT").contains("at most 1000"));
+    assert!(stored_usage(&app).await.is_empty());
+    let res = app
+        .gql_as(Some(&backend), RECORD_BATCH, json!({ "r": many[..1000] }))
+        .await;
+    assert_eq!(ids(&res).len(), 1000);
+    assert_eq!(stored_usage(&app).await.len(), 1000);
+}
+
+#[tokio::test]
+async fn only_backends_record_usage_batches() {
+    let app = TestApp::spawn().await;
+    let (sub, plain, _, customer_token) = metered_subscription(&app).await;
+    let backend = app.service_token("backend").await;
+    let batch = json!({ "r": [{ "subscriptionId": sub, "productId": plain, "quantity": "3" }] });
+    app.gql_as(Some(&customer_token), RECORD_BATCH, batch.clone())
+        .await
+        .expect_code("FORBIDDEN");
+    app.gql_as(None, RECORD_BATCH, batch.clone())
+        .await
+        .expect_code("UNAUTHENTICATED");
+    assert!(stored_usage(&app).await.is_empty());
+    let res = app
+        .gql_as(Some(&backend), RECORD_BATCH, batch.clone())
+        .await;
+    assert_eq!(res.ok()["recordUsageBatch"]["records"][0]["quantity"], "3");
+    let res = app.admin(RECORD_BATCH, batch).await;
+    assert_eq!(ids(&res).len(), 1, "the admin token records too");
+}
+
+#[tokio::test]
+async fn a_usage_batch_costs_the_same_statements_for_one_record_or_five_hundred() {
+    let app = TestApp::spawn().await;
+    let (sub, plain, _, _) = metered_subscription(&app).await;
+    let backend = app.service_token("backend").await;
+    let batch = |n: usize, prefix: &str| {
+        let records: Vec<_> = (0..n)
+            .map(|i| json!({ "subscriptionId": sub, "productId": plain, "quantity": "1", "idempotencyKey": format!("{prefix}-{i}") }))
+            .collect();
+        json!({ "r": records })
+    };
+    // Warms the token cache, so that neither measured request looks the key up.
+    app.gql_as(Some(&backend), RECORD_BATCH, batch(1, "warm"))
+        .await
+        .ok();
+    let (one, one_cost) = app
+        .counted(Some(&backend), RECORD_BATCH, batch(1, "one"))
+        .await;
+    one.ok();
+    let (many, many_cost) = app
+        .counted(Some(&backend), RECORD_BATCH, batch(500, "many"))
+        .await;
+    assert_eq!(ids(&many).len(), 500);
+    assert_eq!(one_cost, many_cost, "statements per batch, not per record");
+    assert!(
+        one_cost <= 3,
+        "subscriptions, keys, insert: {one_cost} statements"
+    );
+    assert_eq!(stored_usage(&app).await.len(), 502);
+}
