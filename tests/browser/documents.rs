@@ -10,7 +10,7 @@ async fn the_customer_opens_the_printable_invoice_page() {
     let landing = Landing::start().await;
     let (_, _, inv) = invoiced(&app, &landing).await;
     let number = inv["number"].as_str().unwrap();
-    assert_eq!(number, "INV-000001");
+    assert_eq!(number, "INV-000002");
     let browser = Browser::start().await;
 
     browser.open(inv["hostedUrl"].as_str().unwrap()).await;
@@ -22,7 +22,7 @@ async fn the_customer_opens_the_printable_invoice_page() {
         "7 Compiler Lane",
         "Container",
         "12.50 USD",
-        "paid in advance",
+        "subscription, regular price",
         "PAID",
     ] {
         assert!(text.contains(seen), "the page shows {seen:?}:\n{text}");
