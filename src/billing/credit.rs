@@ -21,6 +21,10 @@ use super::codes::{CheckoutStatus, Code, InvoiceStatus, SubscriptionStatus, pars
 use super::error::{BillingError, BillingResult};
 use super::refunds::PaymentToRefund;
 
+/// The reason stored on refunds of credit (and only on them): a refused one gives the credit
+/// back to the customer.
+pub(crate) const CREDIT_REFUND: &str = "credit left when the last subscription ended";
+
 /// One movement of credit: positive adds, negative uses or gives back.
 #[derive(Clone, Debug)]
 pub struct Move {
@@ -240,7 +244,7 @@ impl Billing {
                         amount: part,
                         currency: currency.clone(),
                     },
-                    "credit left when the last subscription ended",
+                    CREDIT_REFUND,
                 )
                 .await?;
             if queued {

@@ -213,7 +213,7 @@ impl Billing {
                 tracing::info!(refund = %r.id, checkout = ?r.checkout_id, amount = %r.amount.0,
                     currency = r.currency, "refund succeeded");
             }
-            RefundStatus::Failed if r.checkout_id.is_none() => {
+            RefundStatus::Failed if r.reason == super::credit::CREDIT_REFUND => {
                 // A refund of credit: the customer keeps the credit it could not give back.
                 super::credit::move_credit(
                     &*txn,
