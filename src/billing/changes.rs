@@ -249,7 +249,14 @@ impl Billing {
         let change_id = Uuid::now_v7();
         if total <= Decimal::ZERO || due.is_zero() {
             let invoice = self
-                .apply_and_announce(&sub, &target, Decimal::ZERO, None, change_id)
+                .apply_and_announce(
+                    &sub,
+                    &target,
+                    Decimal::ZERO,
+                    None,
+                    change_id,
+                    &customer.currency,
+                )
                 .await?;
             return self.subscribed(id, invoice, None).await;
         }
@@ -277,7 +284,14 @@ impl Billing {
         let refused = match charged {
             Ok(PaymentOutcome::Succeeded { provider_ref }) => {
                 let invoice = self
-                    .apply_and_announce(&sub, &target, due, Some(provider_ref), change_id)
+                    .apply_and_announce(
+                        &sub,
+                        &target,
+                        due,
+                        Some(provider_ref),
+                        change_id,
+                        &customer.currency,
+                    )
                     .await?;
                 return self.subscribed(id, invoice, None).await;
             }
@@ -370,6 +384,7 @@ impl Billing {
         paid: Decimal,
         payment_ref: Option<String>,
         change_id: Uuid,
+        currency: &str,
     ) -> BillingResult<Option<Uuid>> {
         let now = self.clock.now();
         let txn = self.db.write().await?;
@@ -397,7 +412,7 @@ impl Billing {
                     provider: sub.provider.clone(),
                     payment_ref: r,
                     amount: paid,
-                    currency: self.customer_model(sub.customer_id).await?.currency,
+                    currency: currency.to_owned(),
                 },
                 "the subscription ended before its change was made",
             )

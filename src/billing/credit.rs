@@ -8,7 +8,7 @@
 //! kept (`keep`).
 
 use chrono::{DateTime, Utc};
-use entity::{Dec, checkout, credit_entry, customer, invoice, refund, subscription};
+use entity::{Dec, checkout, credit_entry, customer, invoice, subscription};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
@@ -221,16 +221,8 @@ impl Billing {
             if to_refund <= Decimal::ZERO {
                 break;
             }
-            let refunded_already = refund::Entity::find()
-                .filter(refund::Column::Provider.eq(provider.as_str()))
-                .filter(refund::Column::PaymentRef.eq(payment_ref.as_str()))
-                .one(db)
-                .await?
-                .is_some();
-            if refunded_already {
-                continue;
-            }
             let part = amount.min(to_refund);
+            // One refund per payment: a payment refunded already is passed over (not queued).
             let queued = self
                 .queue_payment_refund(
                     db,

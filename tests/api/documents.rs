@@ -5,23 +5,10 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp};
+use crate::helpers::{ADMIN_TOKEN, TestApp, advance, utc};
 use crate::subscriptions::{monthly_plan, pay, subscribe};
 
 const DOCS: &str = "query($c: ID!) { invoices(customerId: $c) { edges { node { id number hostedUrl pdfUrl status total currency } } } }";
-
-fn utc(at: &str) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc()
-}
-
-async fn advance(app: &TestApp, to: chrono::DateTime<chrono::Utc>) {
-    app.admin(
-        "mutation($t: DateTime!) { advanceClock(to: $t) }",
-        json!({ "t": to.to_rfc3339() }),
-    )
-    .await
-    .ok();
-}
 
 pub async fn invoices_of(app: &TestApp, customer: &str) -> Vec<Value> {
     let res = app.admin(DOCS, json!({ "c": customer })).await;

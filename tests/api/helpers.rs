@@ -420,3 +420,18 @@ pub fn three_phase_plan(name: &str, product: &str) -> Value {
         ]
     })
 }
+
+/// An RFC 3339 instant of a test.
+pub fn utc(at: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc()
+}
+
+/// Moves the test clock to `to` (every job runs as if that time had passed).
+pub async fn advance(app: &TestApp, to: chrono::DateTime<chrono::Utc>) {
+    app.admin(
+        "mutation($t: DateTime!) { advanceClock(to: $t) }",
+        json!({ "t": to.to_rfc3339() }),
+    )
+    .await
+    .ok();
+}

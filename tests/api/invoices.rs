@@ -1,24 +1,10 @@
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, advance, utc};
 use crate::subscriptions::{event_kinds, pay, subscribe};
 
 const INVOICES: &str = "query($c: ID!) { invoices(customerId: $c) { edges { node { id kind status total amountDue creditApplied currency attempts periodStart periodEnd
     lines { kind phase start end quantity unitAmount amount } } } } }";
-
-/// An RFC 3339 instant of a test.
-fn utc(at: &str) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc()
-}
-
-async fn advance(app: &TestApp, to: chrono::DateTime<chrono::Utc>) {
-    app.admin(
-        "mutation($t: DateTime!) { advanceClock(to: $t) }",
-        json!({ "t": to.to_rfc3339() }),
-    )
-    .await
-    .ok();
-}
 
 async fn sub_status(app: &TestApp, sub: &str) -> String {
     let res = app

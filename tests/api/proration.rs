@@ -3,23 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, advance, utc};
 use crate::subscriptions::{event_kinds, pay, subscribe_input};
 
 const GOOD_CARD: &str = "4242424242424242";
-
-fn utc(at: &str) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc()
-}
-
-async fn advance(app: &TestApp, to: chrono::DateTime<chrono::Utc>) {
-    app.admin(
-        "mutation($t: DateTime!) { advanceClock(to: $t) }",
-        json!({ "t": to.to_rfc3339() }),
-    )
-    .await
-    .ok();
-}
 
 /// A container product with packages Small (100 GB bandwidth) and Large (500 GB), and a
 /// bandwidth meter.

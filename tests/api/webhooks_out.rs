@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, advance};
 use crate::subscriptions::{event_kinds, monthly_plan, pay, subscribe};
 
 const CREATE: &str = "mutation($i: CreateWebhookEndpointInput!) {
@@ -209,15 +209,6 @@ async fn deliveries_after(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn advance(app: &TestApp, to: chrono::DateTime<chrono::Utc>) {
-    app.admin(
-        "mutation($t: DateTime!) { advanceClock(to: $t) }",
-        json!({ "t": to.to_rfc3339() }),
-    )
-    .await
-    .ok();
 }
 
 #[tokio::test]
