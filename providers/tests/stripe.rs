@@ -119,8 +119,12 @@ impl Harness {
         let sink = Arc::new(Recorder::default());
         provider.set_event_sink(sink.clone());
         let deliveries = Deliveries::default();
+        // localstripe keeps every registration, also those of tests that have ended,
+        // and delivers each event to all of them. Ports are reused, so a path of our
+        // own keeps another registration's deliveries (signed with its secret) out.
+        let hooks_path = format!("/hooks/{}", uuid::Uuid::new_v4().simple());
         let app = Router::new()
-            .route("/hooks", post(collect))
+            .route(&hooks_path, post(collect))
             .with_state(deliveries.clone())
             .nest(MOUNT, provider.routes().expect("stripe has hosted pages"));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -130,7 +134,7 @@ impl Harness {
             .timeout(Duration::from_secs(15))
             .build()
             .unwrap();
-        let hooks_url = format!("{public}/hooks");
+        let hooks_url = format!("{public}{hooks_path}");
         let response = browser
             .post(format!("{api}/_config/webhooks/billing-providers-{hook}"))
             .form(&[("url", hooks_url.as_str()), ("secret", secret.as_str())])
