@@ -16,13 +16,28 @@ use tokio::sync::{Mutex, MutexGuard};
 tokio::task_local! {
     /// The statements of the request being served, when it is counted
     /// (`BILLING_DEBUG_STATEMENTS`): see [`count_statements`].
-    static REQUEST_STATEMENTS: Arc<AtomicU64>;
+    static REQUEST_STATEMENTS: Arc<Statements>;
+    /// Set while a payment provider keeps its own records in our database (the sandbox):
+    /// a real provider's are not our statements.
+    static PROVIDER_RECORDS: ();
+}
+
+/// A request's SQL statements: ours, and those a provider ran to keep its own records.
+#[derive(Default)]
+pub struct Statements {
+    pub ours: AtomicU64,
+    pub provider: AtomicU64,
 }
 
 /// Runs `f` counting the SQL statements it runs (in its own task, and in the tasks its
 /// DataLoaders spawn through [`spawn_counted`]) into `counter`.
-pub async fn count_statements<F: std::future::Future>(counter: Arc<AtomicU64>, f: F) -> F::Output {
+pub async fn count_statements<F: std::future::Future>(counter: Arc<Statements>, f: F) -> F::Output {
     REQUEST_STATEMENTS.scope(counter, f).await
+}
+
+/// Runs `f`, a provider's own bookkeeping, counting its statements as the provider's.
+pub async fn as_provider_records<F: std::future::Future>(f: F) -> F::Output {
+    PROVIDER_RECORDS.scope((), f).await
 }
 
 /// `tokio::spawn`, keeping the caller's statement count (if any) in the new task.
@@ -85,7 +100,13 @@ impl Db {
         conn.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
             // Not counted (the usual case): one thread-local read.
-            let _ = REQUEST_STATEMENTS.try_with(|c| c.fetch_add(1, Ordering::Relaxed));
+            let _ = REQUEST_STATEMENTS.try_with(|c| {
+                if PROVIDER_RECORDS.try_with(|_| ()).is_ok() {
+                    c.provider.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    c.ours.fetch_add(1, Ordering::Relaxed)
+                }
+            });
         });
         let write_lock = (conn.get_database_backend() == DatabaseBackend::Sqlite)
             .then(|| Arc::new(Mutex::new(())));

@@ -25,6 +25,9 @@ pub enum BillingError {
     TestClockDisabled,
     #[error("the clock only moves forward; it is already at {0}")]
     ClockBackwards(String),
+    /// A run of the billing clock failed in its own task: the error it met, with its code.
+    #[error("the billing clock's run failed: {message}")]
+    ClockRunFailed { code: &'static str, message: String },
     #[error("plan {plan:?} is not offered in {currency}")]
     CurrencyNotOffered { plan: String, currency: String },
     #[error("the customer already has a live subscription")]
@@ -59,6 +62,7 @@ impl BillingError {
             Self::Conflict(_) => "CONFLICT",
             Self::TestClockDisabled => "TEST_CLOCK_DISABLED",
             Self::ClockBackwards(_) => "BAD_USER_INPUT",
+            Self::ClockRunFailed { code, .. } => code,
             Self::CurrencyNotOffered { .. } => "CURRENCY_NOT_OFFERED",
             Self::AlreadySubscribed => "ALREADY_SUBSCRIBED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",

@@ -14,8 +14,8 @@ use entity::event;
 use futures_util::Stream;
 use futures_util::stream;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -91,6 +91,17 @@ impl TryFrom<event::Model> for BillingEvent {
     }
 }
 
+/// An event to write.
+pub struct NewEvent {
+    pub customer_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    pub kind: EventKind,
+    pub data: serde_json::Value,
+}
+
+/// Rows per multi-row insert (six values each: well under SQLite's 32,766 parameters).
+const EVENTS_PER_INSERT: usize = 1000;
+
 /// Writes one event inside the caller's transaction; on PostgreSQL the NOTIFY is
 /// delivered when (and only if) that transaction commits.
 pub async fn record(
@@ -101,17 +112,42 @@ pub async fn record(
     kind: EventKind,
     data: serde_json::Value,
 ) -> Result<(), DbErr> {
-    event::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        customer_id: Set(customer_id),
-        subscription_id: Set(subscription_id),
-        kind: Set(kind.code().to_owned()),
-        data: Set(data.to_string()),
-        created_at: Set(at),
-        ..Default::default()
+    record_many(
+        db,
+        at,
+        vec![NewEvent {
+            customer_id,
+            subscription_id,
+            kind,
+            data,
+        }],
+    )
+    .await
+}
+
+/// Writes events, in their order, inside the caller's transaction: multi-row inserts and,
+/// on PostgreSQL, one NOTIFY delivered when (and only if) that transaction commits.
+pub async fn record_many(
+    db: &impl ConnectionTrait,
+    at: DateTime<Utc>,
+    events: Vec<NewEvent>,
+) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
     }
-    .insert(db)
-    .await?;
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        event::Entity::insert_many(chunk.iter().map(|e| event::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            customer_id: Set(e.customer_id),
+            subscription_id: Set(e.subscription_id),
+            kind: Set(e.kind.code().to_owned()),
+            data: Set(e.data.to_string()),
+            created_at: Set(at),
+            ..Default::default()
+        }))
+        .exec_without_returning(db)
+        .await?;
+    }
     if db.get_database_backend() == DatabaseBackend::Postgres {
         db.execute_unprepared(&format!("NOTIFY {NOTIFY_CHANNEL}"))
             .await?;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::codes::{CloseReason, Code, EventKind, SubscriptionStatus};
 use super::error::{BillingError, BillingResult};
-use super::events::record;
+use super::events::{NewEvent, record, record_many};
 use super::phase::PhaseKind;
 use super::schedule::{DUE_NOW, NEVER};
 
@@ -171,9 +171,10 @@ pub async fn insert(
     Ok(Current::try_from(&m)?)
 }
 
-/// The one writer: moves `sub` along the arrow `trigger` gives, only if it is still in the
-/// status it was read in (of two racing writers one moves it, the other gets `None`), sets
-/// the columns that go with the arrow, and records the arrow's event with `data`.
+/// The one writer: moves one subscription along its arrow for `trigger`, conditionally on the status it
+/// was read with, and records the arrow's event in the caller's transaction. `None` when
+/// its status changed meanwhile (someone else moved it); an error when the status has no
+/// arrow for the trigger.
 pub async fn apply(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
@@ -183,55 +184,94 @@ pub async fn apply(
     policy: &Policy,
     data: Value,
 ) -> BillingResult<Option<Move>> {
-    let m = next(sub.status, trigger, phase_now, policy)?;
-    let mut update = subscription::Entity::update_many()
-        .col_expr(subscription::Column::Status, Expr::value(m.to.code()))
-        .col_expr(subscription::Column::UpdatedAt, Expr::value(now));
-    match (trigger, m.to) {
-        // Periods are anchored on the instant it went live.
-        (Trigger::CheckoutPaid, _) => {
-            update = update
-                .col_expr(subscription::Column::StartedAt, Expr::value(now))
-                .col_expr(subscription::Column::NextBillingAt, Expr::value(DUE_NOW));
+    let moved = apply_many(db, now, trigger, policy, vec![(sub, phase_now, data)]).await?;
+    Ok(moved.into_iter().next().map(|(_, m)| m))
+}
+
+/// [`apply`] for many subscriptions met by the same trigger (the billing clock's batch):
+/// one conditional update per arrow and their events in one insert. Returns the
+/// subscriptions moved, with their arrows; those whose status changed meanwhile are left
+/// out.
+pub async fn apply_many(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    trigger: Trigger,
+    policy: &Policy,
+    subs: Vec<(Current, PhaseKind, Value)>,
+) -> BillingResult<Vec<(Uuid, Move)>> {
+    // Arrows first: a status without one refuses the whole call, before anything is written.
+    let mut arrows: Vec<(Move, Vec<(Current, Value)>)> = Vec::new();
+    for (sub, phase_now, data) in subs {
+        let m = next(sub.status, trigger, phase_now, policy)?;
+        match arrows.iter_mut().find(|(a, _)| *a == m) {
+            Some((_, group)) => group.push((sub, data)),
+            None => arrows.push((m, vec![(sub, data)])),
         }
+    }
+    let mut moved = Vec::new();
+    let mut events = Vec::new();
+    for (m, group) in arrows {
+        let ids: Vec<Uuid> = group.iter().map(|(s, _)| s.id).collect();
+        let done: std::collections::HashSet<Uuid> = arrow_update(trigger, m.to, now)
+            .filter(subscription::Column::Id.is_in(ids))
+            .filter(subscription::Column::Status.eq(m.from.code()))
+            .exec_with_returning(db)
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        for (sub, data) in group.into_iter().filter(|(s, _)| done.contains(&s.id)) {
+            let mut payload = json!({ "from": m.from.code(), "status": m.to.code() });
+            if let (Value::Object(p), Value::Object(extra)) = (&mut payload, data) {
+                p.extend(extra);
+            }
+            events.push(NewEvent {
+                customer_id: sub.customer_id,
+                subscription_id: Some(sub.id),
+                kind: m.event,
+                data: payload,
+            });
+            tracing::info!(subscription = %sub.id, customer = %sub.customer_id, from = m.from.code(),
+                to = m.to.code(), trigger = ?trigger, "subscription status changed");
+            moved.push((sub.id, m));
+        }
+    }
+    record_many(db, now, events).await?;
+    Ok(moved)
+}
+
+/// The update an arrow makes: the status, and the columns that go with it.
+fn arrow_update(
+    trigger: Trigger,
+    to: SubscriptionStatus,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<subscription::Entity> {
+    let update = subscription::Entity::update_many()
+        .col_expr(subscription::Column::Status, Expr::value(to.code()))
+        .col_expr(subscription::Column::UpdatedAt, Expr::value(now));
+    match (trigger, to) {
+        // Periods are anchored on the instant it went live.
+        (Trigger::CheckoutPaid, _) => update
+            .col_expr(subscription::Column::StartedAt, Expr::value(now))
+            .col_expr(subscription::Column::NextBillingAt, Expr::value(DUE_NOW)),
         // Never live: nothing to bill.
         (Trigger::CheckoutClosed(_), _) => {
-            update = update.col_expr(subscription::Column::NextBillingAt, Expr::value(NEVER));
+            update.col_expr(subscription::Column::NextBillingAt, Expr::value(NEVER))
         }
         // Its final invoice, up to now, is issued at the billing clock's next tick.
-        (Trigger::CancelNow, _) => {
-            update = update
-                .col_expr(subscription::Column::CanceledAt, Expr::value(now))
-                .col_expr(subscription::Column::CancelAtPeriodEnd, Expr::value(false))
-                .col_expr(subscription::Column::NextBillingAt, Expr::value(DUE_NOW));
-        }
+        (Trigger::CancelNow, _) => update
+            .col_expr(subscription::Column::CanceledAt, Expr::value(now))
+            .col_expr(subscription::Column::CancelAtPeriodEnd, Expr::value(false))
+            .col_expr(subscription::Column::NextBillingAt, Expr::value(DUE_NOW)),
         (Trigger::CancellationDue, _) => {
-            update = update.col_expr(subscription::Column::NextBillingAt, Expr::value(DUE_NOW));
+            update.col_expr(subscription::Column::NextBillingAt, Expr::value(DUE_NOW))
         }
         // Ended for non-payment: no final invoice beyond the unpaid one.
-        (Trigger::DunningExhausted, SubscriptionStatus::Canceled) => {
-            update = update
-                .col_expr(subscription::Column::CanceledAt, Expr::value(now))
-                .col_expr(subscription::Column::NextBillingAt, Expr::value(NEVER));
-        }
-        _ => {}
+        (Trigger::DunningExhausted, SubscriptionStatus::Canceled) => update
+            .col_expr(subscription::Column::CanceledAt, Expr::value(now))
+            .col_expr(subscription::Column::NextBillingAt, Expr::value(NEVER)),
+        _ => update,
     }
-    let moved = update
-        .filter(subscription::Column::Id.eq(sub.id))
-        .filter(subscription::Column::Status.eq(sub.status.code()))
-        .exec(db)
-        .await?;
-    if moved.rows_affected == 0 {
-        return Ok(None);
-    }
-    let mut payload = json!({ "from": m.from.code(), "status": m.to.code() });
-    if let (Value::Object(p), Value::Object(extra)) = (&mut payload, data) {
-        p.extend(extra);
-    }
-    record(db, now, sub.customer_id, Some(sub.id), m.event, payload).await?;
-    tracing::info!(subscription = %sub.id, customer = %sub.customer_id, from = m.from.code(),
-        to = m.to.code(), trigger = ?trigger, "subscription status changed");
-    Ok(Some(m))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod catalog_admin;
 pub mod changes;
 pub mod checkout;
+pub mod clock_run;
 pub mod codes;
 pub mod credit;
 pub mod customers;
@@ -73,6 +74,7 @@ pub struct Billing {
     /// One run of the billing clock at a time in this process: the test clock's inline
     /// run and the background tick take turns.
     clock_runner: Mutex<()>,
+    clock_runs: clock_run::ClockRuns,
     events: tokio::sync::broadcast::Sender<()>,
     hub: events::EventHub,
     outbox: outbound_webhooks::Dispatcher,
@@ -111,6 +113,7 @@ impl Billing {
             tokens: access::TokenCache::default(),
             revoked: tokio::sync::broadcast::channel(256).0,
             clock_runner: Mutex::new(()),
+            clock_runs: Default::default(),
             events: tokio::sync::broadcast::channel(1024).0,
             hub: events::EventHub::default(),
             outbox: outbound_webhooks::Dispatcher::new(settings.webhook_timeout)?,

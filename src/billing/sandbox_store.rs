@@ -11,6 +11,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, TryInsertResult
 use serde_json::Value;
 
 use super::Db;
+use super::db::as_provider_records;
 
 pub struct DbSandboxStore {
     db: Db,
@@ -26,9 +27,35 @@ fn failed(e: DbErr) -> StoreError {
     StoreError(e.to_string())
 }
 
+// Every statement here is the sandbox's own record keeping, counted as the provider's
+// (a real provider keeps its records elsewhere).
 #[async_trait]
 impl SandboxStore for DbSandboxStore {
     async fn get(&self, kind: RecordKind, id: &str) -> Result<Option<Versioned>, StoreError> {
+        as_provider_records(self.get_record(kind, id)).await
+    }
+
+    async fn insert(&self, kind: RecordKind, id: &str, value: &Value) -> Result<bool, StoreError> {
+        as_provider_records(self.insert_record(kind, id, value)).await
+    }
+
+    async fn update(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        value: &Value,
+        expected_version: i64,
+    ) -> Result<bool, StoreError> {
+        as_provider_records(self.update_record(kind, id, value, expected_version)).await
+    }
+}
+
+impl DbSandboxStore {
+    async fn get_record(
+        &self,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Option<Versioned>, StoreError> {
         let Some(row) =
             sandbox_record::Entity::find_by_id((kind.as_str().to_owned(), id.to_owned()))
                 .one(self.db.conn())
@@ -45,7 +72,12 @@ impl SandboxStore for DbSandboxStore {
         }))
     }
 
-    async fn insert(&self, kind: RecordKind, id: &str, value: &Value) -> Result<bool, StoreError> {
+    async fn insert_record(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        value: &Value,
+    ) -> Result<bool, StoreError> {
         let txn = self.db.write().await.map_err(failed)?;
         let inserted = sandbox_record::Entity::insert(sandbox_record::ActiveModel {
             kind: Set(kind.as_str().to_owned()),
@@ -61,7 +93,7 @@ impl SandboxStore for DbSandboxStore {
         Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
     }
 
-    async fn update(
+    async fn update_record(
         &self,
         kind: RecordKind,
         id: &str,

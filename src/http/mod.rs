@@ -183,6 +183,9 @@ pub fn prepare(state: &AppState, principal: Principal, mut request: Request) -> 
 
 /// The header that carries a request's SQL statements, with `BILLING_DEBUG_STATEMENTS`.
 pub const STATEMENTS_HEADER: &str = "x-sql-statements";
+/// The header that carries the statements a provider ran in the request to keep its own
+/// records (the sandbox's state), not counted in [`STATEMENTS_HEADER`].
+pub const PROVIDER_STATEMENTS_HEADER: &str = "x-sql-statements-provider";
 
 async fn graphql(
     State(state): State<AppState>,
@@ -192,14 +195,16 @@ async fn graphql(
     if !state.debug_statements {
         return serve_graphql(state, headers, req).await;
     }
-    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = Arc::new(crate::billing::db::Statements::default());
     let mut response =
         crate::billing::db::count_statements(counter.clone(), serve_graphql(state, headers, req))
             .await;
-    let n = counter.load(std::sync::atomic::Ordering::Relaxed);
-    response
-        .headers_mut()
-        .insert(STATEMENTS_HEADER, axum::http::HeaderValue::from(n));
+    let count = |n: &std::sync::atomic::AtomicU64| {
+        axum::http::HeaderValue::from(n.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    let headers = response.headers_mut();
+    headers.insert(STATEMENTS_HEADER, count(&counter.ours));
+    headers.insert(PROVIDER_STATEMENTS_HEADER, count(&counter.provider));
     response
 }
 

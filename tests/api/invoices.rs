@@ -479,20 +479,35 @@ async fn a_canceled_subscription_gets_a_final_invoice_up_to_the_cancellation() {
 
 #[tokio::test]
 async fn a_boundary_costs_a_few_statements_per_subscription() {
+    // The billing clock works in batches: the trial's end, the boundary invoice, the
+    // charge to the saved card and its settlement cost a few statements per batch, so 25
+    // more subscriptions cost at most 2 statements each (the sandbox's own records of its
+    // charges included).
     let app = TestApp::spawn().await;
-    let (plan, _) = crate::subscriptions::monthly_plan(&app, "0").await;
+    let plan = hourly_plan(&app).await;
     let mut now = utc("2027-01-01T00:00:00Z");
     advance(&app, now).await;
     let mut cost = Vec::new();
-    let mut billed = 0;
+    let mut subs = Vec::new();
     for (round, wanted) in [5, 25].into_iter().enumerate() {
         for n in 0..wanted {
             let customer = app.create_customer(&format!("c{round}-{n}")).await;
             let token = app.customer_token(&customer).await;
-            subscribe(&app, &token, &customer, &plan).await;
+            let out = subscribe(&app, &token, &customer, &plan).await;
+            pay(
+                &app,
+                out["checkout"]["url"].as_str().unwrap(),
+                "4242424242424242",
+            )
+            .await;
+            subs.push((
+                customer,
+                out["subscription"]["id"].as_str().unwrap().to_owned(),
+                round,
+            ));
         }
-        billed += wanted;
-        // The first tick schedules the new ones; then one run bills every boundary.
+        // The first tick meets the new ones; then one run ends their trials and bills
+        // and collects their first boundary.
         now += chrono::TimeDelta::hours(1);
         advance(&app, now).await;
         now += chrono::TimeDelta::days(32);
@@ -504,12 +519,98 @@ async fn a_boundary_costs_a_few_statements_per_subscription() {
             )
             .await;
         res.ok();
-        cost.push((billed, statements));
+        cost.push((wanted, statements));
     }
     eprintln!("boundary runs (subscriptions, statements): {cost:?}");
-    let (n, statements) = cost[1];
+    for (customer, sub, round) in &subs {
+        assert_eq!(sub_status(&app, sub).await, "ACTIVE");
+        // The opening invoice (the checkout's) and one per boundary since, all paid.
+        let periods: Vec<Value> = invoices(&app, customer)
+            .await
+            .into_iter()
+            .filter(|i| i["kind"] == "PERIOD")
+            .collect();
+        assert_eq!(periods.len(), 3 - round, "{periods:?}");
+        assert!(periods.iter().all(|i| i["status"] == "PAID"), "{periods:?}");
+    }
+    let ((few, small), (many, large)) = (cost[0], cost[1]);
     assert!(
-        statements <= n as u64 * 14 + 20,
-        "a boundary over {n} subscriptions cost {statements} statements"
+        large <= small + 2 * (many - few) as u64,
+        "{many} subscriptions cost {large} statements, {few} cost {small}"
     );
+}
+
+const CLOCK_RUN: &str = "{ clockRun { to running startedAt finishedAt invoicesIssued errorCode } }";
+
+#[tokio::test]
+async fn a_clock_move_runs_in_the_background_and_can_be_polled() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.admin(CLOCK_RUN, json!({})).await.ok()["clockRun"],
+        Value::Null
+    );
+    let (plan, _) = crate::subscriptions::monthly_plan(&app, "0").await;
+    let start = utc("2027-01-01T00:00:00Z");
+    advance(&app, start).await;
+    // A move that waits answers once its run is done.
+    let run = app.admin(CLOCK_RUN, json!({})).await.ok()["clockRun"].clone();
+    assert_eq!(run["to"], "2027-01-01T00:00:00+00:00");
+    assert_eq!(run["running"], false);
+    assert_eq!(run["invoicesIssued"], 0);
+    assert_eq!(run["errorCode"], Value::Null);
+    let mut customers = Vec::new();
+    for n in 0..6 {
+        let customer = app.create_customer(&format!("c{n}")).await;
+        let token = app.customer_token(&customer).await;
+        subscribe(&app, &token, &customer, &plan).await;
+        customers.push(customer);
+    }
+    advance(&app, start + chrono::TimeDelta::hours(1)).await;
+
+    // One that does not wait answers with the new time at once; the run is polled.
+    let to = start + chrono::TimeDelta::days(32);
+    let moved = app
+        .admin(
+            "mutation($t: DateTime!) { advanceClock(to: $t, wait: false) }",
+            json!({ "t": to.to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(moved.ok()["advanceClock"], "2027-02-02T00:00:00+00:00");
+    let done = loop {
+        let run = app.admin(CLOCK_RUN, json!({})).await.ok()["clockRun"].clone();
+        assert_eq!(run["to"], "2027-02-02T00:00:00+00:00");
+        if run["running"] == false {
+            break run;
+        }
+        assert_eq!(run["finishedAt"], Value::Null);
+        assert_eq!(run["invoicesIssued"], Value::Null);
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(done["invoicesIssued"], 6, "{done}");
+    assert_eq!(done["errorCode"], Value::Null);
+    assert!(done["finishedAt"].is_string());
+    for customer in &customers {
+        let periods = invoices(&app, customer).await;
+        assert_eq!(periods.len(), 2, "{periods:?}");
+    }
+    // Only admins see runs.
+    let customer = app.customer_token(&customers[0]).await;
+    app.gql_as(Some(&customer), CLOCK_RUN, json!({}))
+        .await
+        .expect_code("FORBIDDEN");
+
+    // The answer never waits for the run: with the clock's runs held (as at shutdown),
+    // the move still answers and its run shows as running.
+    let held = TestApp::spawn().await;
+    held.billing.hold_clock().await;
+    let moved = held
+        .admin(
+            "mutation { advanceClock(to: \"2030-01-01T00:00:00Z\", wait: false) }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(moved.ok()["advanceClock"], "2030-01-01T00:00:00+00:00");
+    let run = held.admin(CLOCK_RUN, json!({})).await.ok()["clockRun"].clone();
+    assert_eq!(run["running"], true, "{run}");
+    assert_eq!(run["finishedAt"], Value::Null);
 }

@@ -12,18 +12,32 @@ pub fn format_number(n: i64) -> String {
     format!("INV-{n:06}")
 }
 
-/// The next invoice number. Call it in the transaction that inserts the invoice: the number
-/// is taken only if that transaction commits.
-pub(crate) async fn next_number(txn: &impl ConnectionTrait) -> BillingResult<String> {
+/// The next `n` invoice numbers, in order, in one move of the counter (nothing for none).
+/// Call it in the transaction that inserts the invoices: the numbers are taken only if
+/// that transaction commits.
+pub(crate) async fn next_numbers(
+    txn: &impl ConnectionTrait,
+    n: usize,
+) -> BillingResult<Vec<String>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
     let row = txn
-        .query_one_raw(Statement::from_string(
+        .query_one_raw(Statement::from_sql_and_values(
             txn.get_database_backend(),
-            "UPDATE document_number SET last = last + 1 WHERE series = 'invoice' RETURNING last",
+            match txn.get_database_backend() {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "UPDATE document_number SET last = last + $1 WHERE series = 'invoice' RETURNING last"
+                }
+                _ => "UPDATE document_number SET last = last + ? WHERE series = 'invoice' RETURNING last",
+            },
+            [n.into()],
         ))
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("the invoice number counter".into()))?;
-    let n: i64 = row.try_get("", "last")?;
-    Ok(format_number(n))
+    let last: i64 = row.try_get("", "last")?;
+    Ok((last - n + 1..=last).map(format_number).collect())
 }
 
 #[cfg(test)]

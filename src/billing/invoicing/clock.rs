@@ -4,18 +4,21 @@
 use chrono::{DateTime, Utc};
 use entity::{customer, subscription, subscription_phase};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 use super::super::Billing;
 use super::super::codes::{Code, EventKind, SubscriptionStatus, parse};
 use super::super::error::{BillingError, BillingResult};
-use super::super::events::record;
+use super::super::events::{NewEvent, record_many};
 use super::super::items::versions_of;
 use super::super::lifecycle::{self, Current, Trigger};
 use super::super::phase::{PhaseKind, PhaseSpec, next_phase_change, phase_at};
+use super::issue::Due;
 use super::{BILLED, CLOCK_BATCH};
 
 impl Billing {
@@ -51,34 +54,39 @@ impl Billing {
                 .customers_by_id(due.iter().map(|s| s.customer_id))
                 .await?;
             let versions = versions_of(self.db.conn(), due.iter().map(|s| s.id)).await?;
-            let mut schedule = Vec::with_capacity(due.len());
-            for sub in &due {
-                let customer = customers
-                    .get(&sub.customer_id)
-                    .ok_or_else(|| BillingError::not_found("customer", sub.customer_id))?;
-                let live = sub.status != SubscriptionStatus::Canceled.code();
-                let specs = catalog.plan(sub.plan_id).map(|p| p.phase_specs());
-                if live && let Some(specs) = &specs {
-                    self.record_phase_changes(sub, customer, specs, now).await?;
-                }
-                let (n, next) = self
-                    .bill_subscription(sub, customer, versions.get(&sub.id), now)
-                    .await?;
+            let batch: Vec<Due<'_>> = due
+                .iter()
+                .map(|sub| {
+                    Ok(Due {
+                        sub,
+                        customer: customers
+                            .get(&sub.customer_id)
+                            .ok_or_else(|| BillingError::not_found("customer", sub.customer_id))?,
+                        versions: versions.get(&sub.id),
+                    })
+                })
+                .collect::<BillingResult<_>>()?;
+            // Phases of the live ones, with their specs.
+            let specs: Vec<Option<Vec<PhaseSpec>>> = batch
+                .iter()
+                .map(|d| {
+                    (d.sub.status != SubscriptionStatus::Canceled.code())
+                        .then(|| catalog.plan(d.sub.plan_id).map(|p| p.phase_specs()))
+                        .flatten()
+                })
+                .collect();
+            self.record_phase_changes(&batch, &specs, now).await?;
+            let billed = self.bill_subscriptions(&batch, now).await?;
+            let mut schedule = Vec::with_capacity(batch.len());
+            for ((d, specs), (n, next)) in batch.iter().zip(&specs).zip(billed) {
                 issued += n;
                 let phase_change = specs
                     .as_deref()
-                    .filter(|_| live)
-                    .and_then(|s| next_phase_change(s, customer.billing_start, now));
-                schedule.push((sub.id, phase_change.map_or(next, |p| Ord::min(p, next))));
+                    .and_then(|s| next_phase_change(s, d.customer.billing_start, now));
+                schedule.push((d.sub.id, phase_change.map_or(next, |p| Ord::min(p, next))));
             }
             let txn = self.db.write().await?;
-            for (id, next) in schedule {
-                subscription::Entity::update_many()
-                    .col_expr(subscription::Column::NextBillingAt, Expr::value(next))
-                    .filter(subscription::Column::Id.eq(id))
-                    .exec(&*txn)
-                    .await?;
-            }
+            schedule_visits(&*txn, schedule).await?;
             txn.commit().await?;
         }
         self.collect_due().await?;
@@ -99,90 +107,126 @@ impl Billing {
             .collect())
     }
 
-    /// Records one PHASE_CHANGED per crossing, whichever process gets there first.
+    /// Records the phases a batch of subscriptions entered, one PHASE_CHANGED per
+    /// crossing whichever process gets there first, and moves those whose trial ended to
+    /// their live status: one read, then one transaction of multi-row writes. `specs` holds,
+    /// per subscription, its plan's phases when it is live.
     async fn record_phase_changes(
         &self,
-        sub: &subscription::Model,
-        customer: &customer::Model,
-        specs: &[PhaseSpec],
+        batch: &[Due<'_>],
+        specs: &[Option<Vec<PhaseSpec>>],
         now: DateTime<Utc>,
     ) -> BillingResult<()> {
-        let Some(current) = specs
-            .get(phase_at(specs, customer.billing_start, now))
-            .map(|s| s.kind)
-        else {
-            return Ok(());
-        };
-        let txn = self.db.write().await?;
-        let known: Vec<PhaseKind> = subscription_phase::Entity::find()
-            .filter(subscription_phase::Column::SubscriptionId.eq(sub.id))
-            .all(&*txn)
+        let mut known: HashMap<Uuid, Vec<PhaseKind>> = HashMap::new();
+        for p in subscription_phase::Entity::find()
+            .filter(
+                subscription_phase::Column::SubscriptionId.is_in(batch.iter().map(|d| d.sub.id)),
+            )
+            .all(self.db.conn())
             .await?
-            .iter()
-            .filter_map(|p| parse(&p.phase).ok())
-            .collect();
-        let mut latest = known.iter().max().copied();
-        if latest.is_none() {
-            // The phase the subscription started in: known, but no change to report.
-            let started = sub.started_at.unwrap_or(sub.created_at);
-            if let Some(first) = specs
-                .get(phase_at(specs, customer.billing_start, started))
-                .map(|s| s.kind)
-            {
-                subscription_phase::Entity::insert(subscription_phase::ActiveModel {
-                    subscription_id: Set(sub.id),
-                    phase: Set(first.code().to_owned()),
-                    entered_at: Set(started),
-                })
-                .on_conflict_do_nothing()
-                .exec(&*txn)
-                .await?;
-                latest = Some(first);
+        {
+            known
+                .entry(p.subscription_id)
+                .or_default()
+                .push(parse(&p.phase)?);
+        }
+        let mut rows = Vec::new();
+        // The crossings to report, if their row is the one that gets written.
+        let mut crossings = Vec::new();
+        let mut trials_ended = Vec::new();
+        for (d, specs) in batch.iter().zip(specs) {
+            let Some(specs) = specs else { continue };
+            let (sub, start) = (d.sub, d.customer.billing_start);
+            let Some(current) = specs.get(phase_at(specs, start, now)).map(|s| s.kind) else {
+                continue;
+            };
+            let mut latest = known.get(&sub.id).and_then(|k| k.iter().max().copied());
+            if latest.is_none() {
+                // The phase the subscription started in: known, but no change to report.
+                let started = sub.started_at.unwrap_or(sub.created_at);
+                if let Some(first) = specs.get(phase_at(specs, start, started)).map(|s| s.kind) {
+                    rows.push(phase_row(sub.id, first, started));
+                    latest = Some(first);
+                }
+            }
+            // Phases only move forward.
+            if let Some(from) = latest.filter(|l| *l < current) {
+                rows.push(phase_row(sub.id, current, now));
+                crossings.push((sub, from, current));
+            }
+            if sub.status == SubscriptionStatus::Trialing.code() && current != PhaseKind::Trial {
+                trials_ended.push((
+                    Current::try_from(sub)?,
+                    current,
+                    json!({ "reason": "trial ended", "phase": current.code() }),
+                ));
             }
         }
-        // Phases only move forward.
-        if latest.is_some_and(|l| l >= current) {
-            txn.commit().await?;
+        if rows.is_empty() && trials_ended.is_empty() {
             return Ok(());
         }
-        let inserted = subscription_phase::Entity::insert(subscription_phase::ActiveModel {
-            subscription_id: Set(sub.id),
-            phase: Set(current.code().to_owned()),
-            entered_at: Set(now),
-        })
-        .on_conflict_do_nothing()
-        .exec(&*txn)
-        .await?;
-        if matches!(inserted, sea_orm::TryInsertResult::Inserted(_)) && latest.is_some() {
-            record(
-                &*txn,
-                now,
-                sub.customer_id,
-                Some(sub.id),
-                EventKind::PhaseChanged,
-                json!({ "from": latest.map(|l| l.code()), "to": current.code() }),
-            )
-            .await?;
-            txn.commit().await?;
-            self.announce_events();
+        let txn = self.db.write().await?;
+        let written: HashSet<(Uuid, String)> = if rows.is_empty() {
+            HashSet::new()
         } else {
-            txn.commit().await?;
-        }
-        if sub.status == SubscriptionStatus::Trialing.code() && current != PhaseKind::Trial {
-            let txn = self.db.write().await?;
-            lifecycle::apply(
-                &*txn,
-                now,
-                Current::try_from(sub)?,
-                Trigger::PhaseEntered,
-                current,
-                &self.policy(),
-                json!({ "reason": "trial ended", "phase": current.code() }),
-            )
-            .await?;
-            txn.commit().await?;
-            self.announce_events();
-        }
+            match subscription_phase::Entity::insert_many(rows)
+                .on_conflict_do_nothing()
+                .exec_with_returning_keys(&*txn)
+                .await?
+            {
+                sea_orm::TryInsertResult::Inserted(keys) => keys.into_iter().collect(),
+                _ => HashSet::new(),
+            }
+        };
+        let events = crossings
+            .into_iter()
+            .filter(|(sub, _, to)| written.contains(&(sub.id, to.code().to_owned())))
+            .map(|(sub, from, to)| NewEvent {
+                customer_id: sub.customer_id,
+                subscription_id: Some(sub.id),
+                kind: EventKind::PhaseChanged,
+                data: json!({ "from": from.code(), "to": to.code() }),
+            })
+            .collect();
+        record_many(&*txn, now, events).await?;
+        lifecycle::apply_many(
+            &*txn,
+            now,
+            Trigger::PhaseEntered,
+            &self.policy(),
+            trials_ended,
+        )
+        .await?;
+        txn.commit().await?;
+        self.announce_events();
         Ok(())
     }
+}
+
+fn phase_row(sub: Uuid, phase: PhaseKind, at: DateTime<Utc>) -> subscription_phase::ActiveModel {
+    subscription_phase::ActiveModel {
+        subscription_id: Set(sub),
+        phase: Set(phase.code().to_owned()),
+        entered_at: Set(at),
+    }
+}
+
+/// Sets when the clock visits each subscription next, in one update.
+async fn schedule_visits(
+    db: &impl ConnectionTrait,
+    visits: Vec<(Uuid, DateTime<Utc>)>,
+) -> BillingResult<()> {
+    let Some(((first, at), rest)) = visits.split_first() else {
+        return Ok(());
+    };
+    let mut value = Expr::case(subscription::Column::Id.eq(*first), Expr::value(*at));
+    for (id, at) in rest {
+        value = value.case(subscription::Column::Id.eq(*id), Expr::value(*at));
+    }
+    subscription::Entity::update_many()
+        .col_expr(subscription::Column::NextBillingAt, value.into())
+        .filter(subscription::Column::Id.is_in(visits.iter().map(|(id, _)| *id)))
+        .exec(db)
+        .await?;
+    Ok(())
 }

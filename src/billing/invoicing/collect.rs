@@ -2,12 +2,14 @@
 //! its subscription's provider (its amount due, after credit), and the outcome settles it:
 //! paid, retried on the dunning schedule, or uncollectible.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::TimeDelta;
-use entity::{customer, invoice, subscription};
+use chrono::{DateTime, Utc};
+use entity::{customer, invoice, provider_customer, subscription};
 use futures_util::{StreamExt, stream};
 use providers::{ChargeRequest, PaymentOutcome, ProviderError};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -17,7 +19,7 @@ use uuid::Uuid;
 use super::super::Billing;
 use super::super::codes::{Code, EventKind, InvoiceStatus, SubscriptionStatus};
 use super::super::error::BillingResult;
-use super::super::events::record;
+use super::super::events::{NewEvent, record_many};
 use super::super::gateway::within;
 use super::super::lifecycle::{self, Current, Trigger};
 use super::super::phase::PhaseKind;
@@ -52,18 +54,30 @@ impl Billing {
             let customers = self
                 .customers_by_id(subs.values().map(|s| s.customer_id))
                 .await?;
+            // The customers' references at their providers, in one read.
+            let refs: HashMap<(Uuid, String), String> = provider_customer::Entity::find()
+                .filter(provider_customer::Column::CustomerId.is_in(customers.keys().copied()))
+                .all(self.db.conn())
+                .await?
+                .into_iter()
+                .map(|r| ((r.customer_id, r.provider), r.provider_ref))
+                .collect();
             let attempts = due.into_iter().filter_map(|inv| {
                 let sub = subs.get(&inv.subscription_id)?;
                 let customer = customers.get(&sub.customer_id)?;
+                let known = refs.get(&(customer.id, sub.provider.clone())).cloned();
                 Some(async move {
-                    let outcome = self.attempt_charge(&inv, sub, customer).await;
+                    let outcome = self.attempt_charge(&inv, sub, customer, known).await;
                     (inv, sub, outcome)
                 })
             });
-            let mut attempts = stream::iter(attempts).buffer_unordered(COLLECT_CONCURRENCY);
-            while let Some((inv, sub, outcome)) = attempts.next().await {
-                self.settle_invoice(inv, sub.clone(), outcome).await?;
-            }
+            // Every charge of the batch first (no write is held meanwhile: a provider may
+            // write its own records), then one transaction settles them all.
+            let outcomes: Vec<_> = stream::iter(attempts)
+                .buffer_unordered(COLLECT_CONCURRENCY)
+                .collect()
+                .await;
+            self.settle_invoices(outcomes).await?;
         }
         Ok(())
     }
@@ -75,6 +89,7 @@ impl Billing {
         inv: &invoice::Model,
         sub: &subscription::Model,
         customer: &customer::Model,
+        customer_ref: Option<String>,
     ) -> PaymentOutcome {
         let unknown = || PaymentOutcome::Unknown {
             provider_ref: inv.payment_ref.clone(),
@@ -97,11 +112,15 @@ impl Billing {
                 .await
             }
             None => {
-                let Ok(customer_ref) = self
-                    .provider_customer_ref(provider.as_ref(), customer)
-                    .await
-                else {
-                    return unknown();
+                let customer_ref = match customer_ref {
+                    Some(r) => r,
+                    None => match self
+                        .provider_customer_ref(provider.as_ref(), customer)
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => return unknown(),
+                    },
                 };
                 within(
                     self.provider_timeout,
@@ -136,142 +155,156 @@ impl Billing {
         }
     }
 
-    async fn settle_invoice(
+    /// Settles a batch of attempts in one transaction: the paid ones in one conditional
+    /// update (an invoice another process settled meanwhile is left alone and reports
+    /// nothing), the others one by one (retries are rarer), their events in one insert,
+    /// then the status changes they cause.
+    async fn settle_invoices(
         &self,
-        inv: invoice::Model,
-        sub: subscription::Model,
-        outcome: PaymentOutcome,
+        outcomes: Vec<(invoice::Model, &subscription::Model, PaymentOutcome)>,
     ) -> BillingResult<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
         let now = self.clock.now();
-        let data = json!({ "invoiceId": inv.id, "total": inv.total.0.to_string(), "amountDue": inv.amount_due.0.to_string(), "currency": inv.currency });
         let txn = self.db.write().await?;
-        let mut am = invoice::ActiveModel {
-            id: Set(inv.id),
-            updated_at: Set(now),
-            ..Default::default()
-        };
-        let mut trigger: Option<Trigger> = None;
-        let current = Current::try_from(&sub)?;
-        // A final invoice of an ended subscription is still collected, but the
-        // subscription stays as it is.
-        let live = BILLED.contains(&current.status);
-        match outcome {
-            PaymentOutcome::Succeeded { provider_ref } => {
-                am.status = Set(InvoiceStatus::Paid.code().to_owned());
-                am.payment_ref = Set(Some(provider_ref));
-                am.next_attempt_at = Set(None);
-                record(
-                    &*txn,
-                    now,
-                    sub.customer_id,
-                    Some(sub.id),
-                    EventKind::PaymentSucceeded,
-                    data.clone(),
+        let mut paid: Vec<(&invoice::Model, &subscription::Model, String)> = Vec::new();
+        let mut events: Vec<NewEvent> = Vec::new();
+        let mut moves: Vec<(Trigger, Current, serde_json::Value)> = Vec::new();
+        for (inv, sub, outcome) in &outcomes {
+            let data = json!({ "invoiceId": inv.id, "total": inv.total.0.to_string(), "amountDue": inv.amount_due.0.to_string(), "currency": inv.currency });
+            let event = |kind, data| NewEvent {
+                customer_id: sub.customer_id,
+                subscription_id: Some(sub.id),
+                kind,
+                data,
+            };
+            let current = Current::try_from(*sub)?;
+            // A final invoice of an ended subscription is still collected, but the
+            // subscription stays as it is.
+            let live = BILLED.contains(&current.status);
+            let mut am = invoice::ActiveModel {
+                id: Set(inv.id),
+                updated_at: Set(now),
+                ..Default::default()
+            };
+            match outcome {
+                PaymentOutcome::Succeeded { provider_ref } => {
+                    paid.push((inv, sub, provider_ref.clone()));
+                    continue;
+                }
+                PaymentOutcome::Pending { provider_ref } => {
+                    am.payment_ref = Set(Some(provider_ref.clone()));
+                    am.next_attempt_at = Set(Some(now + TimeDelta::hours(1)));
+                    if inv.payment_ref.is_none() {
+                        events.push(event(EventKind::PaymentPending, data));
+                    }
+                }
+                PaymentOutcome::Unknown { provider_ref } => {
+                    // With a reference we ask about it later; without one the same attempt
+                    // is sent again under its idempotency key, which the provider deduplicates.
+                    am.payment_ref = Set(provider_ref.clone().or(inv.payment_ref.clone()));
+                    am.next_attempt_at = Set(Some(now + TimeDelta::minutes(10)));
+                    tracing::warn!(invoice = %inv.id, "invoice charge outcome unknown; asking again later");
+                }
+                PaymentOutcome::Failed { reason, .. } => {
+                    let attempts = inv.attempts + 1;
+                    am.attempts = Set(attempts);
+                    am.payment_ref = Set(None);
+                    let mut failed = data.clone();
+                    failed["reason"] = json!(reason);
+                    failed["attempt"] = json!(attempts);
+                    tracing::info!(invoice = %inv.id, attempt = attempts, reason, "invoice charge failed");
+                    events.push(event(EventKind::PaymentFailed, failed));
+                    match self.dunning.retries.get(attempts as usize - 1) {
+                        Some(delay) => {
+                            // Counted from the first attempt (the invoice's issue), not from each failure.
+                            am.next_attempt_at = Set(Some(Ord::max(inv.created_at + *delay, now)));
+                            if live && current.status != SubscriptionStatus::PastDue {
+                                moves.push((Trigger::RenewalFailed, current, data));
+                            }
+                        }
+                        None => {
+                            am.status = Set(InvoiceStatus::Uncollectible.code().to_owned());
+                            am.next_attempt_at = Set(None);
+                            events.push(event(EventKind::InvoiceUncollectible, data));
+                            tracing::warn!(invoice = %inv.id, "invoice uncollectible");
+                            // Ended already: nothing more to do to it; past due stays past
+                            // due when the policy keeps it.
+                            let stays = current.status == SubscriptionStatus::PastDue
+                                && self.dunning.final_failure == FinalFailure::Unpaid;
+                            if live && !stays {
+                                moves.push((
+                                    Trigger::DunningExhausted,
+                                    current,
+                                    json!({ "reason": "payment failed", "invoiceId": inv.id }),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            am.update(&*txn).await?;
+        }
+        if !paid.is_empty() {
+            let (first, rest) = paid.split_first().expect("not empty");
+            let mut reference = Expr::case(
+                invoice::Column::Id.eq(first.0.id),
+                Expr::value(first.2.clone()),
+            );
+            for (inv, _, r) in rest {
+                reference = reference.case(invoice::Column::Id.eq(inv.id), Expr::value(r.clone()));
+            }
+            let settled: HashSet<Uuid> = invoice::Entity::update_many()
+                .col_expr(
+                    invoice::Column::Status,
+                    Expr::value(InvoiceStatus::Paid.code()),
                 )
-                .await?;
-                record(
-                    &*txn,
-                    now,
-                    sub.customer_id,
-                    Some(sub.id),
-                    EventKind::InvoicePaid,
-                    data.clone(),
+                .col_expr(invoice::Column::PaymentRef, reference.into())
+                .col_expr(
+                    invoice::Column::NextAttemptAt,
+                    Expr::value(None::<DateTime<Utc>>),
                 )
-                .await?;
-                if live && current.status == SubscriptionStatus::PastDue {
-                    trigger = Some(Trigger::RenewalPaid);
+                .col_expr(invoice::Column::UpdatedAt, Expr::value(now))
+                .filter(invoice::Column::Id.is_in(paid.iter().map(|(i, _, _)| i.id)))
+                .filter(invoice::Column::Status.eq(InvoiceStatus::Open.code()))
+                .exec_with_returning(&*txn)
+                .await?
+                .into_iter()
+                .map(|i| i.id)
+                .collect();
+            for (inv, sub, _) in paid.iter().filter(|(i, _, _)| settled.contains(&i.id)) {
+                let data = json!({ "invoiceId": inv.id, "total": inv.total.0.to_string(), "amountDue": inv.amount_due.0.to_string(), "currency": inv.currency });
+                for kind in [EventKind::PaymentSucceeded, EventKind::InvoicePaid] {
+                    events.push(NewEvent {
+                        customer_id: sub.customer_id,
+                        subscription_id: Some(sub.id),
+                        kind,
+                        data: data.clone(),
+                    });
+                }
+                let current = Current::try_from(*sub)?;
+                if current.status == SubscriptionStatus::PastDue {
+                    moves.push((Trigger::RenewalPaid, current, data));
                 }
                 tracing::info!(invoice = %inv.id, subscription = %sub.id, amount = %inv.amount_due.0, currency = inv.currency, "invoice charge succeeded; invoice paid");
             }
-            PaymentOutcome::Pending { provider_ref } => {
-                am.payment_ref = Set(Some(provider_ref));
-                am.next_attempt_at = Set(Some(now + TimeDelta::hours(1)));
-                if inv.payment_ref.is_none() {
-                    record(
-                        &*txn,
-                        now,
-                        sub.customer_id,
-                        Some(sub.id),
-                        EventKind::PaymentPending,
-                        data.clone(),
-                    )
-                    .await?;
-                }
-            }
-            PaymentOutcome::Unknown { provider_ref } => {
-                // With a reference we ask about it later; without one the same attempt
-                // is sent again under its idempotency key, which the provider deduplicates.
-                am.payment_ref = Set(provider_ref.or(inv.payment_ref.clone()));
-                am.next_attempt_at = Set(Some(now + TimeDelta::minutes(10)));
-                tracing::warn!(invoice = %inv.id, "invoice charge outcome unknown; asking again later");
-            }
-            PaymentOutcome::Failed { reason, .. } => {
-                let attempts = inv.attempts + 1;
-                am.attempts = Set(attempts);
-                am.payment_ref = Set(None);
-                let mut failed = data.clone();
-                failed["reason"] = json!(reason);
-                failed["attempt"] = json!(attempts);
-                tracing::info!(invoice = %inv.id, attempt = attempts, reason, "invoice charge failed");
-                record(
-                    &*txn,
-                    now,
-                    sub.customer_id,
-                    Some(sub.id),
-                    EventKind::PaymentFailed,
-                    failed,
-                )
-                .await?;
-                match self.dunning.retries.get(attempts as usize - 1) {
-                    Some(delay) => {
-                        // Counted from the first attempt (the invoice's issue), not from each failure.
-                        am.next_attempt_at = Set(Some(Ord::max(inv.created_at + *delay, now)));
-                        if live && current.status != SubscriptionStatus::PastDue {
-                            trigger = Some(Trigger::RenewalFailed);
-                        }
-                    }
-                    None => {
-                        am.status = Set(InvoiceStatus::Uncollectible.code().to_owned());
-                        am.next_attempt_at = Set(None);
-                        record(
-                            &*txn,
-                            now,
-                            sub.customer_id,
-                            Some(sub.id),
-                            EventKind::InvoiceUncollectible,
-                            data.clone(),
-                        )
-                        .await?;
-                        tracing::warn!(invoice = %inv.id, "invoice uncollectible");
-                        // Ended already: nothing more to do to it; past due stays past due
-                        // when the policy keeps it.
-                        let stays = current.status == SubscriptionStatus::PastDue
-                            && self.dunning.final_failure == FinalFailure::Unpaid;
-                        if live && !stays {
-                            trigger = Some(Trigger::DunningExhausted);
-                        }
-                    }
-                }
-            }
         }
-        am.update(&*txn).await?;
-        if let Some(trigger) = trigger {
-            let reason = match trigger {
-                Trigger::DunningExhausted => {
-                    json!({ "reason": "payment failed", "invoiceId": inv.id })
-                }
-                _ => data.clone(),
-            };
-            lifecycle::apply(
-                &*txn,
-                now,
-                current,
-                trigger,
-                PhaseKind::Final,
-                &self.policy(),
-                reason,
-            )
-            .await?;
+        // The invoices' events, then the status changes they cause (each with its own).
+        record_many(&*txn, now, events).await?;
+        for trigger in [
+            Trigger::RenewalPaid,
+            Trigger::RenewalFailed,
+            Trigger::DunningExhausted,
+        ] {
+            let group: Vec<_> = moves
+                .iter()
+                .filter(|(t, _, _)| *t == trigger)
+                .map(|(_, c, d)| (*c, PhaseKind::Final, d.clone()))
+                .collect();
+            if !group.is_empty() {
+                lifecycle::apply_many(&*txn, now, trigger, &self.policy(), group).await?;
+            }
         }
         txn.commit().await?;
         self.announce_events();

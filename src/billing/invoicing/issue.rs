@@ -5,11 +5,14 @@
 //! number of processes.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::{Dec, customer, invoice, invoice_line, subscription};
+use entity::{Dec, customer, invoice, invoice_line, subscription, usage_record};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use serde_json::json;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 use super::super::Billing;
@@ -19,8 +22,9 @@ use super::super::codes::{
     Code, EventKind, InvoiceKind, InvoiceStatus, ProductKind, SubscriptionStatus, parse,
 };
 use super::super::credit::{self, CreditReason, Move};
+use super::super::documents::number;
 use super::super::error::{BillingError, BillingResult};
-use super::super::events::record;
+use super::super::events::{NewEvent, record_many};
 use super::super::invoice::{Line, MeteredProduct, UsageRecord, total_of};
 use super::super::items::{Config, Version, versions_of};
 use super::super::money::round_to_currency;
@@ -115,129 +119,225 @@ pub(crate) async fn insert_invoice(
     now: DateTime<Utc>,
     inv: NewInvoice,
 ) -> BillingResult<Option<Issued>> {
-    let total = total_of(&inv.lines, &inv.currency);
-    let balance = credit::balance(db, inv.customer_id).await?;
-    let zero = Decimal::new(0, total.scale());
-    // (credit to add, credit to use, amount left to collect)
-    let (added, used, due) = if total < Decimal::ZERO {
-        (-total, zero, zero)
-    } else {
-        let rest = total - inv.paid;
-        if rest < Decimal::ZERO {
-            (-rest, zero, zero)
-        } else {
-            let used = balance.min(rest);
-            (zero, used, rest - used)
-        }
-    };
-    let scaled = |d: Decimal| round_to_currency(d, &inv.currency);
-    let (added, used, due) = (scaled(added), scaled(used), scaled(due));
-    let status = if due.is_zero() {
-        InvoiceStatus::Paid
-    } else {
-        InvoiceStatus::Open
-    };
-    let id = Uuid::now_v7();
-    let inserted = invoice::Entity::insert(invoice::ActiveModel {
-        id: Set(id),
-        subscription_id: Set(inv.subscription_id),
-        customer_id: Set(inv.customer_id),
-        period_index: Set(i32::try_from(inv.period_index).unwrap_or(i32::MAX)),
-        period_start: Set(inv.period.0),
-        period_end: Set(inv.period.1),
-        currency: Set(inv.currency.clone()),
-        total: Set(Dec(total)),
-        status: Set(status.code().to_owned()),
-        attempts: Set(0),
-        next_attempt_at: Set((status == InvoiceStatus::Open).then_some(now)),
-        payment_ref: Set(inv.payment_ref.clone()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        invoice_key: Set(inv.key.clone()),
-        kind: Set(inv.kind.code().to_owned()),
-        credit_applied: Set(Dec(used)),
-        amount_due: Set(Dec(due)),
-        number: Set(None),
-    })
-    .on_conflict_do_nothing_on([invoice::Column::SubscriptionId, invoice::Column::InvoiceKey])
-    .exec(db)
-    .await?;
-    if !matches!(inserted, sea_orm::TryInsertResult::Inserted(_)) {
-        return Ok(None);
+    Ok(insert_invoices(db, now, vec![inv]).await?.pop().flatten())
+}
+
+/// Invoice rows, lines and events per multi-row insert (thirteen values a line: well under
+/// SQLite's 32,766 parameters).
+const ROWS_PER_INSERT: usize = 1000;
+
+/// [`insert_invoice`] for many invoices in the caller's transaction, in a few statements
+/// whatever their number: the customers' credit balances in one read, the invoices in one
+/// insert that skips the keys stored already (another process issued them), their numbers
+/// in one move of the counter and one update, their lines and events in multi-row inserts.
+/// Only credit moves cost statements per invoice. Returns, per invoice in order, what was
+/// issued (`None`: its key existed).
+pub(crate) async fn insert_invoices(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    invs: Vec<NewInvoice>,
+) -> BillingResult<Vec<Option<Issued>>> {
+    if invs.is_empty() {
+        return Ok(Vec::new());
     }
-    // Numbered only once it is certain to be issued: a number is never taken for nothing.
-    let number = super::super::documents::number::next_number(db).await?;
-    invoice::Entity::update_many()
-        .col_expr(invoice::Column::Number, Expr::value(number.clone()))
-        .filter(invoice::Column::Id.eq(id))
-        .exec(db)
-        .await?;
-    let lines: Vec<_> = inv
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| invoice_line::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            invoice_id: Set(id),
-            position: Set(i as i32),
-            kind: Set(l.kind.code().to_owned()),
-            product_id: Set(l.product_id),
-            phase: Set(l.phase.code().to_owned()),
-            start: Set(l.start),
-            end: Set(l.end),
-            quantity: Set(Dec(l.quantity)),
-            unit_amount: Set(Dec(l.unit_amount)),
-            amount: Set(Dec(l.amount)),
-            matched: Set(l.matched),
-            tiers: Set((l.tiers.len() > 1).then(|| tiers_json(l))),
+    let mut balances: HashMap<Uuid, Decimal> = customer::Entity::find()
+        .select_only()
+        .column(customer::Column::Id)
+        .column(customer::Column::CreditBalance)
+        .filter(customer::Column::Id.is_in(invs.iter().map(|i| i.customer_id)))
+        .into_tuple::<(Uuid, Dec)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|(id, b)| (id, b.0))
+        .collect();
+    let planned: Vec<Planned> = invs
+        .into_iter()
+        .map(|inv| {
+            let balance = balances.entry(inv.customer_id).or_default();
+            let p = Planned::new(inv, *balance);
+            *balance += p.added - p.used;
+            p
         })
         .collect();
-    if !lines.is_empty() {
-        invoice_line::Entity::insert_many(lines)
+    let mut stored: HashSet<Uuid> = HashSet::new();
+    for chunk in planned.chunks(ROWS_PER_INSERT) {
+        let inserted = invoice::Entity::insert_many(chunk.iter().map(|p| p.row(now)))
+            .on_conflict_do_nothing_on([
+                invoice::Column::SubscriptionId,
+                invoice::Column::InvoiceKey,
+            ])
+            .exec_with_returning_keys(db)
+            .await?;
+        if let sea_orm::TryInsertResult::Inserted(ids) = inserted {
+            stored.extend(ids);
+        }
+    }
+    let issued: Vec<&Planned> = planned.iter().filter(|p| stored.contains(&p.id)).collect();
+    // Numbered only once certain to be issued, in issuing order: none is taken for nothing.
+    let numbers = number::next_numbers(db, issued.len()).await?;
+    if let Some(first) = issued.first() {
+        let mut number = Expr::case(
+            invoice::Column::Id.eq(first.id),
+            Expr::value(numbers[0].clone()),
+        );
+        for (p, n) in issued.iter().zip(&numbers).skip(1) {
+            number = number.case(invoice::Column::Id.eq(p.id), Expr::value(n.clone()));
+        }
+        invoice::Entity::update_many()
+            .col_expr(invoice::Column::Number, number.into())
+            .filter(invoice::Column::Id.is_in(issued.iter().map(|p| p.id)))
+            .exec(db)
+            .await?;
+    }
+    let lines: Vec<invoice_line::ActiveModel> = issued.iter().flat_map(|p| p.line_rows()).collect();
+    for chunk in lines.chunks(ROWS_PER_INSERT) {
+        invoice_line::Entity::insert_many(chunk.iter().cloned())
             .exec_without_returning(db)
             .await?;
     }
-    let credit_move = |amount: Decimal, reason| Move {
-        customer_id: inv.customer_id,
-        subscription_id: Some(inv.subscription_id),
-        invoice_id: Some(id),
-        amount,
-        reason,
-    };
-    if added > Decimal::ZERO {
-        let reason = if total < Decimal::ZERO {
-            CreditReason::InvoiceCredit
-        } else {
-            CreditReason::Overpayment
+    let mut events = Vec::with_capacity(issued.len() * 2);
+    for (p, number) in issued.iter().zip(&numbers) {
+        let inv = &p.inv;
+        let credit_move = |amount: Decimal, reason| Move {
+            customer_id: inv.customer_id,
+            subscription_id: Some(inv.subscription_id),
+            invoice_id: Some(p.id),
+            amount,
+            reason,
         };
-        credit::move_credit(db, now, credit_move(added, reason)).await?;
-    }
-    if used > Decimal::ZERO {
-        credit::move_credit(db, now, credit_move(-used, CreditReason::Applied)).await?;
-    }
-    let data = json!({
-        "invoiceId": id, "number": number, "kind": inv.kind.code(), "total": total.to_string(),
-        "creditApplied": used.to_string(), "amountDue": due.to_string(), "currency": inv.currency,
-        "periodStart": inv.period.0, "periodEnd": inv.period.1,
-    });
-    let event = |kind, data| {
-        record(
-            db,
-            now,
-            inv.customer_id,
-            Some(inv.subscription_id),
+        if p.added > Decimal::ZERO {
+            let reason = if p.total < Decimal::ZERO {
+                CreditReason::InvoiceCredit
+            } else {
+                CreditReason::Overpayment
+            };
+            credit::move_credit(db, now, credit_move(p.added, reason)).await?;
+        }
+        if p.used > Decimal::ZERO {
+            credit::move_credit(db, now, credit_move(-p.used, CreditReason::Applied)).await?;
+        }
+        let data = json!({
+            "invoiceId": p.id, "number": number, "kind": inv.kind.code(),
+            "total": p.total.to_string(), "creditApplied": p.used.to_string(),
+            "amountDue": p.due.to_string(), "currency": inv.currency,
+            "periodStart": inv.period.0, "periodEnd": inv.period.1,
+        });
+        let event = |kind, data| NewEvent {
+            customer_id: inv.customer_id,
+            subscription_id: Some(inv.subscription_id),
             kind,
             data,
-        )
-    };
-    event(EventKind::InvoiceIssued, data.clone()).await?;
-    if status == InvoiceStatus::Paid {
-        event(EventKind::InvoicePaid, data).await?;
+        };
+        if p.status == InvoiceStatus::Paid {
+            events.push(event(EventKind::InvoiceIssued, data.clone()));
+            events.push(event(EventKind::InvoicePaid, data));
+        } else {
+            events.push(event(EventKind::InvoiceIssued, data));
+        }
+        tracing::info!(invoice = %p.id, number, subscription = %inv.subscription_id,
+            key = inv.key, total = %p.total, credit_applied = %p.used, amount_due = %p.due,
+            currency = inv.currency, "invoice issued");
     }
-    tracing::info!(invoice = %id, number, subscription = %inv.subscription_id, key = inv.key,
-        total = %total, credit_applied = %used, amount_due = %due, currency = inv.currency,
-        "invoice issued");
-    Ok(Some(Issued { id }))
+    record_many(db, now, events).await?;
+    Ok(planned
+        .iter()
+        .map(|p| stored.contains(&p.id).then_some(Issued { id: p.id }))
+        .collect())
+}
+
+/// An invoice with what its credit and payment leave to collect.
+struct Planned {
+    id: Uuid,
+    inv: NewInvoice,
+    total: Decimal,
+    /// Credit it adds (a negative total, an overpayment), credit it uses, what is due.
+    added: Decimal,
+    used: Decimal,
+    due: Decimal,
+    status: InvoiceStatus,
+}
+
+impl Planned {
+    /// With `balance` the customer's credit before it.
+    fn new(inv: NewInvoice, balance: Decimal) -> Planned {
+        let total = total_of(&inv.lines, &inv.currency);
+        let zero = Decimal::new(0, total.scale());
+        let (added, used, due) = if total < Decimal::ZERO {
+            (-total, zero, zero)
+        } else {
+            let rest = total - inv.paid;
+            if rest < Decimal::ZERO {
+                (-rest, zero, zero)
+            } else {
+                let used = balance.max(Decimal::ZERO).min(rest);
+                (zero, used, rest - used)
+            }
+        };
+        let scaled = |d: Decimal| round_to_currency(d, &inv.currency);
+        let (added, used, due) = (scaled(added), scaled(used), scaled(due));
+        let status = if due.is_zero() {
+            InvoiceStatus::Paid
+        } else {
+            InvoiceStatus::Open
+        };
+        Planned {
+            id: Uuid::now_v7(),
+            inv,
+            total,
+            added,
+            used,
+            due,
+            status,
+        }
+    }
+
+    fn row(&self, now: DateTime<Utc>) -> invoice::ActiveModel {
+        let inv = &self.inv;
+        invoice::ActiveModel {
+            id: Set(self.id),
+            subscription_id: Set(inv.subscription_id),
+            customer_id: Set(inv.customer_id),
+            period_index: Set(i32::try_from(inv.period_index).unwrap_or(i32::MAX)),
+            period_start: Set(inv.period.0),
+            period_end: Set(inv.period.1),
+            currency: Set(inv.currency.clone()),
+            total: Set(Dec(self.total)),
+            status: Set(self.status.code().to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set((self.status == InvoiceStatus::Open).then_some(now)),
+            payment_ref: Set(inv.payment_ref.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            invoice_key: Set(inv.key.clone()),
+            kind: Set(inv.kind.code().to_owned()),
+            credit_applied: Set(Dec(self.used)),
+            amount_due: Set(Dec(self.due)),
+            number: Set(None),
+        }
+    }
+
+    fn line_rows(&self) -> impl Iterator<Item = invoice_line::ActiveModel> + '_ {
+        self.inv
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| invoice_line::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                invoice_id: Set(self.id),
+                position: Set(i as i32),
+                kind: Set(l.kind.code().to_owned()),
+                product_id: Set(l.product_id),
+                phase: Set(l.phase.code().to_owned()),
+                start: Set(l.start),
+                end: Set(l.end),
+                quantity: Set(Dec(l.quantity)),
+                unit_amount: Set(Dec(l.unit_amount)),
+                amount: Set(Dec(l.amount)),
+                matched: Set(l.matched),
+                tiers: Set((l.tiers.len() > 1).then(|| tiers_json(l))),
+            })
+    }
 }
 
 fn tiers_json(l: &Line) -> String {
@@ -334,114 +434,150 @@ impl Billing {
         versions: Option<&Vec<Version>>,
         now: DateTime<Utc>,
     ) -> BillingResult<(usize, DateTime<Utc>)> {
-        let status: SubscriptionStatus = parse(&sub.status)?;
-        let Some(started) = sub.started_at else {
-            // Never went live: nothing to bill. Live without a start: look again tomorrow.
-            let next = if status.is_live() {
-                now + TimeDelta::days(1)
-            } else {
-                NEVER
-            };
-            return Ok((0, next));
+        let loaded;
+        let versions = match versions {
+            Some(v) => Some(v),
+            None => {
+                loaded = versions_of(self.db.conn(), [sub.id]).await?;
+                loaded.get(&sub.id)
+            }
         };
-        let end = (status == SubscriptionStatus::Canceled)
-            .then_some(sub.canceled_at)
-            .flatten();
-        let mut issued = 0;
-        let mut b = u32::try_from(sub.next_boundary).unwrap_or(0);
-        loop {
-            let (ps, pe) = billing_period(started, b);
-            if ps > now || end.is_some_and(|e| ps > e) {
-                break;
-            }
-            let closes = end == Some(ps);
-            let from = if b == 0 {
-                ps
-            } else {
-                billing_period(started, b - 1).0
-            };
-            let billable = self.billable(sub, customer, versions, (from, pe)).await?;
-            let lines = billable.subject().boundary(b, billable.legacy, !closes);
-            let period = if closes { (from, ps) } else { (ps, pe) };
-            let txn = self.db.write().await?;
-            // One process issues a boundary: the one that moves the marker.
-            let moved = subscription::Entity::update_many()
-                .col_expr(
-                    subscription::Column::NextBoundary,
-                    Expr::value(i32::try_from(b + 1).unwrap_or(i32::MAX)),
-                )
-                .filter(subscription::Column::Id.eq(sub.id))
-                .filter(subscription::Column::NextBoundary.eq(i32::try_from(b).unwrap_or(i32::MAX)))
-                .exec(&*txn)
-                .await?;
-            if moved.rows_affected == 0 {
-                break;
-            }
-            let done = insert_invoice(
-                &*txn,
+        let done = self
+            .bill_subscriptions(
+                &[Due {
+                    sub,
+                    customer,
+                    versions,
+                }],
                 now,
-                NewInvoice {
-                    subscription_id: sub.id,
-                    customer_id: sub.customer_id,
-                    key: format!("period-{b}"),
+            )
+            .await?;
+        Ok(done.into_iter().next().unwrap_or((0, NEVER)))
+    }
+
+    /// [`Self::bill_subscription`] for a batch, in a few statements whatever its size: the
+    /// usage of every subscription's windows in one read, then one transaction with every
+    /// invoice (see [`insert_invoices`]) and the boundary markers in one update. A key
+    /// stored already (another process issued it) is skipped: each invoice is issued once.
+    /// Returns, per subscription in order, how many it issued and when to look again.
+    pub(crate) async fn bill_subscriptions(
+        &self,
+        due: &[Due<'_>],
+        now: DateTime<Utc>,
+    ) -> BillingResult<Vec<(usize, DateTime<Utc>)>> {
+        let catalog = self.catalog();
+        let plans: Vec<Steps> = due
+            .iter()
+            .map(|d| Steps::of(d.sub, now))
+            .collect::<BillingResult<_>>()?;
+        let mut usage = usage_of(
+            self.db.conn(),
+            due.iter()
+                .zip(&plans)
+                .filter_map(|(d, p)| p.window.map(|w| (d.sub.id, w))),
+        )
+        .await?;
+        let mut invoices = Vec::new();
+        // Per invoice: which subscription (index in `due`) and whether it ends it.
+        let mut owners = Vec::new();
+        for (i, (d, steps)) in due.iter().zip(&plans).enumerate() {
+            let Some(started) = d.sub.started_at else {
+                continue;
+            };
+            if steps.boundaries.is_empty() && steps.last.is_none() {
+                continue;
+            }
+            let configs = self.configs_of(&catalog, d.sub, d.versions)?;
+            let mut billable = Billable::new(
+                &catalog,
+                started,
+                configs,
+                d.customer,
+                usage.remove(&d.sub.id).unwrap_or_default(),
+            );
+            billable.legacy = d.sub.legacy_period.and_then(|p| u32::try_from(p).ok());
+            let all_usage = std::mem::take(&mut billable.usage);
+            let within = |from: DateTime<Utc>, to: DateTime<Utc>| -> Vec<UsageRecord> {
+                all_usage
+                    .iter()
+                    .filter(|u| u.at >= from && u.at < to)
+                    .cloned()
+                    .collect()
+            };
+            for step in &steps.boundaries {
+                billable.usage = within(step.from, step.period_end);
+                let lines = billable
+                    .subject()
+                    .boundary(step.index, billable.legacy, !step.closes);
+                let period = if step.closes {
+                    (step.from, step.period_start)
+                } else {
+                    (step.period_start, step.period_end)
+                };
+                invoices.push(NewInvoice {
+                    subscription_id: d.sub.id,
+                    customer_id: d.sub.customer_id,
+                    key: format!("period-{}", step.index),
                     kind: InvoiceKind::Period,
-                    period_index: b,
+                    period_index: step.index,
                     period,
-                    currency: customer.currency.clone(),
+                    currency: d.customer.currency.clone(),
                     lines,
                     paid: Decimal::ZERO,
                     payment_ref: None,
-                },
-            )
-            .await?;
-            if closes {
-                self.refund_credit_if_done(&*txn, now, sub.customer_id)
-                    .await?;
+                });
+                owners.push((i, step.closes));
             }
-            txn.commit().await?;
-            self.announce_events();
-            issued += usize::from(done.is_some());
-            b += 1;
-            if closes {
-                return Ok((issued, NEVER));
-            }
-        }
-        let Some(end) = end else {
-            return Ok((issued, billing_period(started, b).0));
-        };
-        // Ended inside a period (cancel now): its final invoice, once all boundaries before
-        // the end are issued.
-        let (j, ps, _) = period_containing(started, end);
-        if end > ps && b == j + 1 {
-            let billable = self.billable(sub, customer, versions, (ps, end)).await?;
-            let lines = billable.subject().cancel_now(end, billable.legacy);
-            let txn = self.db.write().await?;
-            let done = insert_invoice(
-                &*txn,
-                now,
-                NewInvoice {
-                    subscription_id: sub.id,
-                    customer_id: sub.customer_id,
+            // Ended inside a period (cancel now): its final invoice.
+            if let Some((j, ps, end)) = steps.last {
+                billable.usage = within(ps, end);
+                let lines = billable.subject().cancel_now(end, billable.legacy);
+                invoices.push(NewInvoice {
+                    subscription_id: d.sub.id,
+                    customer_id: d.sub.customer_id,
                     key: "final".to_owned(),
                     kind: InvoiceKind::Final,
                     period_index: j,
                     period: (ps, end),
-                    currency: customer.currency.clone(),
+                    currency: d.customer.currency.clone(),
                     lines,
                     paid: Decimal::ZERO,
                     payment_ref: None,
-                },
+                });
+                owners.push((i, true));
+            }
+        }
+        let mut issued = vec![0; due.len()];
+        if !invoices.is_empty() {
+            let txn = self.db.write().await?;
+            let stored = insert_invoices(&*txn, now, invoices).await?;
+            let mut ended = Vec::new();
+            for ((i, ends), stored) in owners.into_iter().zip(stored) {
+                if stored.is_some() {
+                    issued[i] += 1;
+                    if ends && !ended.contains(&due[i].sub.customer_id) {
+                        ended.push(due[i].sub.customer_id);
+                    }
+                }
+            }
+            for customer_id in ended {
+                self.refund_credit_if_done(&*txn, now, customer_id).await?;
+            }
+            move_markers(
+                &*txn,
+                due.iter()
+                    .zip(&plans)
+                    .filter_map(|(d, p)| p.marker.map(|m| (d.sub.id, m))),
             )
             .await?;
-            if done.is_some() {
-                self.refund_credit_if_done(&*txn, now, sub.customer_id)
-                    .await?;
-            }
             txn.commit().await?;
             self.announce_events();
-            issued += usize::from(done.is_some());
         }
-        Ok((issued, NEVER))
+        Ok(issued
+            .into_iter()
+            .zip(plans)
+            .map(|(n, p)| (n, p.next))
+            .collect())
     }
 
     /// The opening invoice (boundary 0) of a subscription that just went live, paid with
@@ -496,4 +632,169 @@ impl Billing {
         .await?;
         Ok(())
     }
+}
+
+/// A subscription to bill, with its customer and stored configurations.
+pub(crate) struct Due<'a> {
+    pub sub: &'a subscription::Model,
+    pub customer: &'a customer::Model,
+    pub versions: Option<&'a Vec<Version>>,
+}
+
+/// A period boundary to invoice: the arrears of the period before it (from `from`) and
+/// the advance lines of the period it opens, unless the subscription ends there.
+struct Boundary {
+    index: u32,
+    from: DateTime<Utc>,
+    period_start: DateTime<Utc>,
+    period_end: DateTime<Utc>,
+    closes: bool,
+}
+
+/// What is due for one subscription up to now, worked out before anything is read.
+struct Steps {
+    boundaries: Vec<Boundary>,
+    /// The final invoice of a subscription ended inside a period: (period, its start, the end).
+    last: Option<(u32, DateTime<Utc>, DateTime<Utc>)>,
+    /// The usage all of them read.
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The boundary marker once they are issued.
+    marker: Option<u32>,
+    /// When to look again.
+    next: DateTime<Utc>,
+}
+
+impl Steps {
+    fn of(sub: &subscription::Model, now: DateTime<Utc>) -> BillingResult<Steps> {
+        let status: SubscriptionStatus = parse(&sub.status)?;
+        let mut steps = Steps {
+            boundaries: Vec::new(),
+            last: None,
+            window: None,
+            marker: None,
+            next: NEVER,
+        };
+        let Some(started) = sub.started_at else {
+            // Never went live: nothing to bill. Live without a start: look again tomorrow.
+            if status.is_live() {
+                steps.next = now + TimeDelta::days(1);
+            }
+            return Ok(steps);
+        };
+        let end = (status == SubscriptionStatus::Canceled)
+            .then_some(sub.canceled_at)
+            .flatten();
+        let mut b = u32::try_from(sub.next_boundary).unwrap_or(0);
+        let mut closed = false;
+        loop {
+            let (ps, pe) = billing_period(started, b);
+            if ps > now || end.is_some_and(|e| ps > e) {
+                break;
+            }
+            let closes = end == Some(ps);
+            let from = if b == 0 {
+                ps
+            } else {
+                billing_period(started, b - 1).0
+            };
+            steps.boundaries.push(Boundary {
+                index: b,
+                from,
+                period_start: ps,
+                period_end: pe,
+                closes,
+            });
+            b += 1;
+            if closes {
+                closed = true;
+                break;
+            }
+        }
+        if !steps.boundaries.is_empty() {
+            steps.marker = Some(b);
+        }
+        match end {
+            None => steps.next = billing_period(started, b).0,
+            Some(end) if !closed => {
+                // The final invoice, once every boundary before the end is issued.
+                let (j, ps, _) = period_containing(started, end);
+                if end > ps && b == j + 1 {
+                    steps.last = Some((j, ps, end));
+                }
+            }
+            Some(_) => {}
+        }
+        let spans = steps
+            .boundaries
+            .iter()
+            .map(|s| (s.from, s.period_end))
+            .chain(steps.last.map(|(_, ps, end)| (ps, end)));
+        steps.window = spans.reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
+        Ok(steps)
+    }
+}
+
+/// Subscriptions' usage in their windows, in one read per 500 subscriptions, oldest first.
+async fn usage_of(
+    db: &impl ConnectionTrait,
+    windows: impl Iterator<Item = (Uuid, (DateTime<Utc>, DateTime<Utc>))>,
+) -> BillingResult<HashMap<Uuid, Vec<UsageRecord>>> {
+    let windows: Vec<_> = windows.collect();
+    let mut usage: HashMap<Uuid, Vec<UsageRecord>> = HashMap::new();
+    for chunk in windows.chunks(500) {
+        let mut any = Condition::any();
+        for (sub, (from, to)) in chunk {
+            any = any.add(
+                Condition::all()
+                    .add(usage_record::Column::SubscriptionId.eq(*sub))
+                    .add(usage_record::Column::At.gte(*from))
+                    .add(usage_record::Column::At.lt(*to)),
+            );
+        }
+        for u in usage_record::Entity::find()
+            .filter(any)
+            .order_by_asc(usage_record::Column::At)
+            .all(db)
+            .await?
+        {
+            usage
+                .entry(u.subscription_id)
+                .or_default()
+                .push(UsageRecord {
+                    product_id: u.product_id,
+                    at: u.at,
+                    quantity: u.quantity.0,
+                });
+        }
+    }
+    Ok(usage)
+}
+
+/// Moves boundary markers forward (never back: another process may be ahead), in one
+/// update.
+async fn move_markers(
+    db: &impl ConnectionTrait,
+    markers: impl Iterator<Item = (Uuid, u32)>,
+) -> BillingResult<()> {
+    let markers: Vec<(Uuid, i32)> = markers
+        .map(|(id, m)| (id, i32::try_from(m).unwrap_or(i32::MAX)))
+        .collect();
+    let Some(((first, m), rest)) = markers.split_first() else {
+        return Ok(());
+    };
+    let forward = |m: i32| -> Expr {
+        Expr::case(subscription::Column::NextBoundary.lt(m), Expr::value(m))
+            .finally(Expr::col(subscription::Column::NextBoundary))
+            .into()
+    };
+    let mut value = Expr::case(subscription::Column::Id.eq(*first), forward(*m));
+    for (id, m) in rest {
+        value = value.case(subscription::Column::Id.eq(*id), forward(*m));
+    }
+    subscription::Entity::update_many()
+        .col_expr(subscription::Column::NextBoundary, value.into())
+        .filter(subscription::Column::Id.is_in(markers.iter().map(|(id, _)| *id)))
+        .exec(db)
+        .await?;
+    Ok(())
 }
