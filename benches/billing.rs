@@ -18,6 +18,8 @@
 //! - `BENCH_SUBSCRIBERS` (1000): websocket subscribers.
 //! - `BENCH_EVENT_RATE` (20): mutations per second while subscribers listen.
 //! - `BENCH_INVOICE_SIZES` (`10000,100000`): subscriptions per invoicing run.
+//! - `BENCH_POSTGRES_URL`: a PostgreSQL server (e.g. `postgres://postgres@127.0.0.1:5432/postgres`);
+//!   the invoicing runs are then repeated there, each on a fresh database of its own.
 //! - `BILLING_BIN`: the server binary (default `<target>/release/billing`).
 
 mod support;
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sea_orm::sqlx::{self, SqlitePool};
+use sea_orm::sqlx::{self, PgPool, SqlitePool};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
@@ -84,14 +86,25 @@ async fn run() -> AnyResult<()> {
     }
     if wanted("invoicing") {
         let sizes = std::env::var("BENCH_INVOICE_SIZES").unwrap_or("10000,100000".into());
-        let mut runs = Vec::new();
-        for size in sizes
-            .split(',')
-            .filter_map(|s| s.trim().parse::<usize>().ok())
-        {
-            runs.push(invoicing(&bin, &client, size).await?);
+        // SQLite, and PostgreSQL too when `BENCH_POSTGRES_URL` names a server.
+        let postgres = std::env::var("BENCH_POSTGRES_URL").ok();
+        for engine in [None].into_iter().chain(postgres.as_deref().map(Some)) {
+            let mut runs = Vec::new();
+            for size in sizes
+                .split(',')
+                .filter_map(|s| s.trim().parse::<usize>().ok())
+            {
+                runs.push(invoicing(&bin, &client, size, engine).await?);
+            }
+            print_invoicing(
+                &runs,
+                if engine.is_some() {
+                    "PostgreSQL"
+                } else {
+                    "SQLite"
+                },
+            );
         }
-        print_invoicing(&runs);
     }
     Ok(())
 }
@@ -648,15 +661,30 @@ async fn invoicing(
     bin: &std::path::Path,
     client: &reqwest::Client,
     size: usize,
+    postgres: Option<&str>,
 ) -> AnyResult<InvoicingRun> {
-    let mut server = start_server(
-        bin,
-        &[
-            ("BILLING_TEST_CLOCK", "1".into()),
-            // Only the measured clock moves run the jobs.
-            ("BILLING_JOBS_INTERVAL_SECS", "100000000".into()),
-        ],
-    )?;
+    let mut env = vec![
+        ("BILLING_TEST_CLOCK", "1".to_owned()),
+        // Only the measured clock moves run the jobs.
+        ("BILLING_JOBS_INTERVAL_SECS", "100000000".to_owned()),
+    ];
+    // On PostgreSQL: a fresh database of its own on that server.
+    let pg_url = match postgres {
+        Some(admin) => {
+            let name = format!("billing_bench_{}", unique_suffix().replace('-', "_"));
+            let admin_pool = PgPool::connect(admin).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin_pool)
+                .await?;
+            admin_pool.close().await;
+            let mut url = reqwest::Url::parse(admin)?;
+            url.set_path(&name);
+            env.push(("DATABASE_URL", url.to_string()));
+            Some(url.to_string())
+        }
+        None => None,
+    };
+    let mut server = start_server(bin, &env)?;
     wait_healthy(client, &mut server).await?;
     let server = Arc::new(server);
     let long = reqwest::Client::builder()
@@ -711,25 +739,28 @@ async fn invoicing(
 
     eprintln!("invoicing {size}: seeding");
     let seed_started = Instant::now();
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(&server.db_file)
-                .busy_timeout(Duration::from_secs(60)),
-        )
-        .await?;
-    let customers = seed_subscribers(
-        &pool,
-        size,
-        t0,
-        Uuid::parse_str(&plan)?,
-        Uuid::parse_str(&bandwidth)?,
-    )
-    .await?;
-    let usage_records: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_record")
-        .fetch_one(&pool)
-        .await?;
+    let (plan, bandwidth) = (Uuid::parse_str(&plan)?, Uuid::parse_str(&bandwidth)?);
+    let pool = match &pg_url {
+        Some(url) => {
+            let pool = PgPool::connect(url).await?;
+            let customers = seed_subscribers_pg(&pool, size, t0, plan, bandwidth).await?;
+            (SeedDb::Postgres(pool), customers)
+        }
+        None => {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(
+                    SqliteConnectOptions::new()
+                        .filename(&server.db_file)
+                        .busy_timeout(Duration::from_secs(60)),
+                )
+                .await?;
+            let customers = seed_subscribers(&pool, size, t0, plan, bandwidth).await?;
+            (SeedDb::Sqlite(pool), customers)
+        }
+    };
+    let (pool, customers) = pool;
+    let usage_records = pool.count("SELECT COUNT(*) FROM usage_record").await?;
     let seed = seed_started.elapsed();
 
     eprintln!("invoicing {size}: saving {size} cards through the sandbox's payment-details page");
@@ -759,20 +790,30 @@ async fn invoicing(
     let month_end_statements = sql_statements(client, &server.base).await? - statements;
     let peak_rss_kib = proc_status_kib(server.pid(), "VmHWM");
 
-    let paid: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoice WHERE status = 'PAID'")
-        .fetch_one(&pool)
+    let paid = pool
+        .count("SELECT COUNT(*) FROM invoice WHERE status = 'PAID'")
         .await?;
-    let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoice")
-        .fetch_one(&pool)
-        .await?;
-    let totals: Vec<String> = sqlx::query_scalar("SELECT total FROM invoice")
-        .fetch_all(&pool)
-        .await?;
+    let all = pool.count("SELECT COUNT(*) FROM invoice").await?;
+    let totals = pool.texts("SELECT total FROM invoice").await?;
     let total: rust_decimal::Decimal = totals
         .iter()
         .filter_map(|t| t.parse::<rust_decimal::Decimal>().ok())
         .sum();
     pool.close().await;
+    drop(server);
+    if let (Some(admin), Some(url)) = (postgres, &pg_url) {
+        let name = reqwest::Url::parse(url)?
+            .path()
+            .trim_start_matches('/')
+            .to_owned();
+        let admin_pool = PgPool::connect(admin).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name}"
+        )))
+        .execute(&admin_pool)
+        .await?;
+        admin_pool.close().await;
+    }
     Ok(InvoicingRun {
         subscriptions: size,
         usage_records: usize::try_from(usage_records)?,
@@ -849,6 +890,100 @@ async fn seed_subscribers(
     Ok(ids)
 }
 
+/// The seeded database, read back by the bench.
+enum SeedDb {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl SeedDb {
+    async fn count(&self, sql: &'static str) -> AnyResult<i64> {
+        Ok(match self {
+            SeedDb::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+            SeedDb::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+        })
+    }
+
+    async fn texts(&self, sql: &'static str) -> AnyResult<Vec<String>> {
+        Ok(match self {
+            SeedDb::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await?,
+            SeedDb::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await?,
+        })
+    }
+
+    async fn close(self) {
+        match self {
+            SeedDb::Sqlite(p) => p.close().await,
+            SeedDb::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// [`seed_subscribers`] on PostgreSQL: the same rows, 1,000 customers per multi-row
+/// insert (literals: PostgreSQL parses them into uuid and timestamptz).
+async fn seed_subscribers_pg(
+    pool: &PgPool,
+    n: usize,
+    t0: DateTime<Utc>,
+    plan: Uuid,
+    bandwidth: Uuid,
+) -> AnyResult<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    let mut rng = Rng::new(7);
+    let t = |at: DateTime<Utc>| format!("'{}'", at.to_rfc3339());
+    for chunk_start in (0..n).step_by(1000) {
+        let (mut customers, mut subs, mut usage) = (Vec::new(), Vec::new(), Vec::new());
+        for i in chunk_start..(chunk_start + 1000).min(n) {
+            let (customer, sub) = (Uuid::now_v7(), Uuid::now_v7());
+            let (external, name, email) = (
+                format!("inv-{i}"),
+                format!("Invoiced {i}"),
+                format!("inv{i}@bench.example.com"),
+            );
+            let search = format!("{external}\n{name}\n{email}").to_lowercase();
+            customers.push(format!(
+                "('{customer}', '{external}', '{name}', '{email}', 'USD', {t0}, E'{search}', {t0}, {t0})",
+                t0 = t(t0)
+            ));
+            subs.push(format!(
+                "('{sub}', '{customer}', '{plan}', 'sandbox', 'ACTIVE', {t0}, false, {t0}, {t0})",
+                t0 = t(t0)
+            ));
+            for day in [5, 15, 25] {
+                let gb = 10 + rng.below(51);
+                usage.push(format!(
+                    "('{}', '{sub}', '{customer}', '{bandwidth}', '{gb}', {}, {})",
+                    Uuid::now_v7(),
+                    t(t0 + TimeDelta::days(day)),
+                    t(t0)
+                ));
+            }
+            ids.push(customer.to_string());
+        }
+        let mut tx = pool.begin().await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO customer (id, external_id, name, email, currency, billing_start, search_text, created_at, updated_at) VALUES {}",
+            customers.join(", ")
+        )))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO subscription (id, customer_id, plan_id, provider, status, started_at, cancel_at_period_end, created_at, updated_at) VALUES {}",
+            subs.join(", ")
+        )))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO usage_record (id, subscription_id, customer_id, product_id, quantity, at, created_at) VALUES {}",
+            usage.join(", ")
+        )))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(ids)
+}
+
 /// For each customer: `updatePaymentDetails`, then the hosted page's form with the card
 /// that succeeds (the sandbox saves it and sends PAYMENT_DETAILS_UPDATED by webhook).
 async fn save_cards(
@@ -882,9 +1017,9 @@ async fn save_cards(
     Ok(())
 }
 
-fn print_invoicing(runs: &[InvoicingRun]) {
+fn print_invoicing(runs: &[InvoicingRun], engine: &str) {
     println!();
-    println!("## invoicing: one move of the test clock past the period's end");
+    println!("## invoicing on {engine}: one move of the test clock past the period's end");
     println!();
     println!(
         "| subscriptions | usage records | month-end run s | subscriptions/s | SQL statements | SQL/subscription | server CPU s | server peak RSS MiB | invoices PAID | other invoices | invoiced total USD | first pass s (SQL) | seeding s (SQL) | cards saved s |"

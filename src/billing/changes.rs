@@ -233,7 +233,7 @@ impl Billing {
     ) -> BillingResult<Subscribed> {
         let (sub, customer, target) = self.change_target(who, id, &spec).await?;
         // Boundaries the clock has not issued yet come first: the change credits what they bill.
-        self.bill_subscription(&sub, &customer, None, self.clock.now())
+        self.bill_subscription(&sub, &customer, self.clock.now())
             .await?;
         let sub = self.subscription_model(id).await?;
         let now = self.clock.now();

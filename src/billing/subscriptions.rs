@@ -512,7 +512,7 @@ impl Billing {
         if !at_period_end {
             // The final invoice at once: arrears up to now, credit for the unused advance part.
             let customer = self.customer_model(sub.customer_id).await?;
-            let (_, next) = self.bill_subscription(&sub, &customer, None, now).await?;
+            let (_, next) = self.bill_subscription(&sub, &customer, now).await?;
             subscription::Entity::update_many()
                 .col_expr(
                     subscription::Column::NextBillingAt,

@@ -71,14 +71,7 @@ async fn paying_subscriber(app: &TestApp, start: chrono::DateTime<chrono::Utc>) 
     let customer = app.create_customer("c").await;
     let token = app.customer_token(&customer).await;
     advance(app, start).await;
-    let out = subscribe(app, &token, &customer, &plan).await;
-    pay(
-        app,
-        out["checkout"]["url"].as_str().unwrap(),
-        "4242424242424242",
-    )
-    .await;
-    let sub = out["subscription"]["id"].as_str().unwrap().to_owned();
+    let sub = crate::subscriptions::subscribe_and_pay(app, &token, &customer, &plan).await;
     Paying {
         customer,
         token,
@@ -493,18 +486,8 @@ async fn a_boundary_costs_a_few_statements_per_subscription() {
         for n in 0..wanted {
             let customer = app.create_customer(&format!("c{round}-{n}")).await;
             let token = app.customer_token(&customer).await;
-            let out = subscribe(&app, &token, &customer, &plan).await;
-            pay(
-                &app,
-                out["checkout"]["url"].as_str().unwrap(),
-                "4242424242424242",
-            )
-            .await;
-            subs.push((
-                customer,
-                out["subscription"]["id"].as_str().unwrap().to_owned(),
-                round,
-            ));
+            let sub = crate::subscriptions::subscribe_and_pay(&app, &token, &customer, &plan).await;
+            subs.push((customer, sub, round));
         }
         // The first tick meets the new ones; then one run ends their trials and bills
         // and collects their first boundary.

@@ -34,6 +34,18 @@ pub async fn subscribe(app: &TestApp, token: &str, customer: &str, plan: &str) -
     res.ok()["createSubscription"].clone()
 }
 
+/// [`subscribe`], then the checkout paid with the card that succeeds: the subscription id.
+pub async fn subscribe_and_pay(app: &TestApp, token: &str, customer: &str, plan: &str) -> String {
+    let out = subscribe(app, token, customer, plan).await;
+    pay(
+        app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    out["subscription"]["id"].as_str().unwrap().to_owned()
+}
+
 /// What a browser does on the sandbox's checkout page: submit a card.
 pub async fn pay(app: &TestApp, url: &str, card: &str) -> reqwest::Response {
     let browser = reqwest::Client::builder()

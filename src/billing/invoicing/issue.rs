@@ -402,22 +402,14 @@ impl Billing {
         &self,
         sub: &subscription::Model,
         customer: &customer::Model,
-        versions: Option<&Vec<Version>>,
         usage: (DateTime<Utc>, DateTime<Utc>),
     ) -> BillingResult<Billable> {
         let started = sub.started_at.ok_or_else(|| {
             BillingError::InvalidState(format!("subscription {} has not started", sub.id))
         })?;
         let catalog = self.catalog();
-        let loaded;
-        let versions = match versions {
-            Some(v) => Some(v),
-            None => {
-                loaded = versions_of(self.db.conn(), [sub.id]).await?;
-                loaded.get(&sub.id)
-            }
-        };
-        let configs = self.configs_of(&catalog, sub, versions)?;
+        let versions = versions_of(self.db.conn(), [sub.id]).await?;
+        let configs = self.configs_of(&catalog, sub, versions.get(&sub.id))?;
         let usage = self.usage_records(sub.id, usage.0, usage.1).await?;
         let mut b = Billable::new(&catalog, started, configs, customer, usage);
         b.legacy = sub.legacy_period.and_then(|p| u32::try_from(p).ok());
@@ -431,17 +423,10 @@ impl Billing {
         &self,
         sub: &subscription::Model,
         customer: &customer::Model,
-        versions: Option<&Vec<Version>>,
         now: DateTime<Utc>,
     ) -> BillingResult<(usize, DateTime<Utc>)> {
-        let loaded;
-        let versions = match versions {
-            Some(v) => Some(v),
-            None => {
-                loaded = versions_of(self.db.conn(), [sub.id]).await?;
-                loaded.get(&sub.id)
-            }
-        };
+        let versions = versions_of(self.db.conn(), [sub.id]).await?;
+        let versions = versions.get(&sub.id);
         let done = self
             .bill_subscriptions(
                 &[Due {

@@ -169,7 +169,7 @@ impl Billing {
         })?;
         let (k, start, end) = period_containing(started, now);
         let customer = self.customer_model(model.customer_id).await?;
-        let billable = self.billable(&model, &customer, None, (start, end)).await?;
+        let billable = self.billable(&model, &customer, (start, end)).await?;
         let subject = billable.subject();
         let mut lines = subject.arrears_so_far(k, now, billable.legacy);
         let status: SubscriptionStatus = parse(&model.status)?;
