@@ -76,7 +76,7 @@ async fn run() -> AnyResult<()> {
             live_subscriptions = subscribe_and_check_out(&client, &server, &catalog).await?;
         }
         if wanted("events") {
-            event_delivery(&client, &server, &catalog).await?;
+            event_delivery(&bin, &client).await?;
         }
         if wanted("usage") {
             record_usage(&client, &server, &catalog, live_subscriptions).await?;
@@ -330,11 +330,63 @@ async fn open_subscriber(base: &str, token: &str) -> AnyResult<Ws> {
 /// When each measured mutation was sent and answered, by the customer it is about.
 type Sent = Arc<Mutex<HashMap<String, (Instant, Instant)>>>;
 
-async fn event_delivery(
+/// The CPUs for the event part's server and for this process (the load): 0 and 1 when
+/// there are two or more and `taskset` works.
+fn event_pinning() -> Option<(usize, usize)> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let taskset = std::process::Command::new("taskset")
+        .args(["-c", "0", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    (cpus >= 2 && taskset).then_some((0, 1))
+}
+
+/// Pins every thread of this process to `cpus` (a `taskset` list).
+fn pin_self(cpus: &str) {
+    let _ = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status();
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// The event part runs a server of its own, as the read benchmark does: pinned to CPU 0
+/// with `TOKIO_WORKER_THREADS=1`, this process (1,000 websocket readers and the
+/// mutations) on CPU 1.
+async fn event_delivery(bin: &std::path::Path, client: &reqwest::Client) -> AnyResult<()> {
+    let pinning = event_pinning();
+    let mut server = start_server_on(
+        bin,
+        &[("TOKIO_WORKER_THREADS", "1".to_owned())],
+        pinning.map(|(server, _)| server),
+    )?;
+    wait_healthy(client, &mut server).await?;
+    let server = Arc::new(server);
+    if let Some((_, load)) = pinning {
+        pin_self(&load.to_string());
+    }
+    let label = bin.display().to_string();
+    let result = event_delivery_on(client, &server, pinning, &label).await;
+    if pinning.is_some() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        pin_self(&format!("0-{}", cpus - 1));
+    }
+    result
+}
+
+async fn event_delivery_on(
     client: &reqwest::Client,
     server: &Arc<Server>,
-    catalog: &PaidCatalog,
+    pinning: Option<(usize, usize)>,
+    bin: &str,
 ) -> AnyResult<()> {
+    let catalog = &paid_catalog(client, server).await?;
+    let load_before = load_average();
     let subscribers = usize::try_from(env_number("BENCH_SUBSCRIBERS", 1000)?.max(1))?;
     let rate = env_number("BENCH_EVENT_RATE", 20)?.max(1);
     let seconds = env_number("BENCH_SECONDS", 10)?.max(1);
@@ -487,6 +539,16 @@ async fn event_delivery(
     println!();
     println!(
         "## event delivery: {subscribers} websocket subscribers (admin, all events), {ops} mutations at {rate}/s"
+    );
+    println!();
+    println!(
+        "server {}, TOKIO_WORKER_THREADS=1, `{}`; load average before {load_before}, after {}",
+        match pinning {
+            Some((s, l)) => format!("pinned to CPU {s}, this process to CPU {l}"),
+            None => "not pinned".to_owned(),
+        },
+        bin,
+        load_average(),
     );
     println!();
     println!(

@@ -175,6 +175,9 @@ fn next_live(live: &mut [Live]) -> impl Future<Output = (usize, LiveItem)> + '_ 
     })
 }
 
+/// Frames of ready events written at once, at most.
+const MAX_FRAMES_PER_WRITE: usize = 64;
+
 /// A subscribe message being run: its id, the generation of that id, and the outcome.
 type Opening = BoxFuture<'static, (String, u64, Opened)>;
 
@@ -320,7 +323,7 @@ pub async fn serve(state: AppState, protocol: WebSocketProtocols, socket: WebSoc
                     Ok(key) => Some(key) == mine,
                     // Too many revocations at once to tell: ask again.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        mine.is_some() && !billing.key_is_live(mine).await
+                        mine.is_some() && !Box::pin(billing.key_is_live(mine)).await
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
                 };
@@ -389,27 +392,44 @@ pub async fn serve(state: AppState, protocol: WebSocketProtocols, socket: WebSoc
                     }
                 }
             }
-            (i, item) = next_live(&mut live), if !live.is_empty() => {
-                let frame = match item {
-                    Some(Ok(event)) => {
-                        let selection = live[i].selection.clone();
-                        let payload = state
-                            .event_frames
-                            .payload(&state.schema, &billing, &selection, &event)
-                            .await;
-                        ws_events::next_frame(protocol, &live[i].id, &payload)
+            ready = next_live(&mut live), if !live.is_empty() => {
+                // Everything that is ready goes out in one write: a batch of events is
+                // one syscall per subscriber, not one per event.
+                let mut ready = Some(ready);
+                let mut fed = 0;
+                let mut sent = true;
+                while let Some((i, item)) = ready.take() {
+                    let frame = match item {
+                        Some(Ok(event)) => {
+                            let selection = live[i].selection.clone();
+                            let payload = state
+                                .event_frames
+                                .payload(&state.schema, &billing, &selection, &event)
+                                .await;
+                            ws_events::next_frame(protocol, &live[i].id, &payload)
+                        }
+                        Some(Err(e)) => ws_events::next_response(
+                            protocol,
+                            &live[i].id,
+                            &ws_events::error_response(e),
+                        ),
+                        None => {
+                            let l = live.swap_remove(i);
+                            ids.remove(&l.id);
+                            forget(&l.id);
+                            ws_events::complete_frame(&l.id)
+                        }
+                    };
+                    if sink.feed(Message::Text(frame.into())).await.is_err() {
+                        sent = false;
+                        break;
                     }
-                    Some(Err(e)) => {
-                        ws_events::next_response(protocol, &live[i].id, &ws_events::error_response(e))
+                    fed += 1;
+                    if fed < MAX_FRAMES_PER_WRITE && !live.is_empty() {
+                        ready = next_live(&mut live).now_or_never();
                     }
-                    None => {
-                        let l = live.swap_remove(i);
-                        ids.remove(&l.id);
-                        forget(&l.id);
-                        ws_events::complete_frame(&l.id)
-                    }
-                };
-                if sink.send(Message::Text(frame.into())).await.is_err() {
+                }
+                if !sent || sink.flush().await.is_err() {
                     break None;
                 }
             }
