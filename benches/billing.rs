@@ -391,8 +391,28 @@ async fn event_delivery_on(
     let rate = env_number("BENCH_EVENT_RATE", 20)?.max(1);
     let seconds = env_number("BENCH_SECONDS", 10)?.max(1);
     let ops = usize::try_from(rate * seconds)?;
-    let customers = seed_customers(client, server, "events", ops + 1).await?;
+    // The same mutations with no subscriber first, at the same rate: what the HTTP
+    // answers take on this machine now, beside what they take during the fan-out.
+    let control_ops = usize::try_from(rate * 2)?;
+    let mut customers = seed_customers(client, server, "events", ops + 1 + control_ops).await?;
+    let control = customers.split_off(ops + 1);
     let (warm, measured) = customers.split_first().ok_or("no customers")?;
+    let mut alone = Vec::with_capacity(control.len());
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    for customer in &control {
+        tick.tick().await;
+        let at_send = Instant::now();
+        data_of(
+            gql(
+                client,
+                server,
+                &subscribe_body(customer, &catalog.free_plan),
+            )
+            .await?,
+        )?;
+        alone.push(i64::try_from(at_send.elapsed().as_micros()).unwrap_or(i64::MAX));
+    }
+    alone.sort_unstable();
 
     let rss_idle = proc_status_kib(server.pid(), "VmRSS");
     eprintln!("events: opening {subscribers} websocket subscribers");
@@ -580,6 +600,14 @@ async fn event_delivery_on(
         ms(&answers, 99.0),
         ms(&answers, 100.0),
         ms(&from_answer, 99.0),
+    );
+    println!();
+    println!(
+        "The same mutation with no subscriber, just before ({} at {rate}/s): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        alone.len(),
+        ms(&alone, 50.0),
+        ms(&alone, 99.0),
+        ms(&alone, 100.0),
     );
     if let (Some(idle), Some(open), Some(left)) = (rss_idle, rss_open, rss_left) {
         println!();

@@ -11,7 +11,7 @@
 //! (`Principal::Anonymous`): nothing of an event's output depends on who asks; which
 //! events a subscriber gets is decided per subscriber before its payload is asked for.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -26,9 +26,12 @@ use crate::graphql::BillingSchema;
 use crate::graphql::loaders::request_loaders;
 use crate::graphql::subscription::{EventStream, EventsMode};
 
-/// Payloads kept per selection set, newest last: subscribers that many events apart still
-/// share them; one further behind (catching up from the log) renders its own.
-const RECENT: usize = 64;
+/// Payloads kept per selection set, the newest by sequence number: subscribers that many
+/// events apart still share them (as many as the hub's channel holds batches, so a slow
+/// subscriber that keeps up with the channel never renders alone); an event older than all
+/// of them (read from the log to catch up) is rendered for its subscriber alone, without
+/// pushing out what the others share.
+const RECENT: usize = 1024;
 
 /// The process's shared renders of events, by subscribe payload.
 #[derive(Default)]
@@ -50,7 +53,7 @@ struct SelectionKey {
 pub struct Selection {
     key: SelectionKey,
     variables: Variables,
-    recent: Mutex<VecDeque<(i64, Rendered)>>,
+    recent: Mutex<BTreeMap<i64, Rendered>>,
 }
 
 /// An event's payload under one selection, once the first subscriber has rendered it.
@@ -82,7 +85,7 @@ impl EventFrames {
         let s = Arc::new(Selection {
             key: key.clone(),
             variables: request.variables.clone(),
-            recent: Mutex::new(VecDeque::new()),
+            recent: Mutex::new(BTreeMap::new()),
         });
         map.insert(key, Arc::downgrade(&s));
         s
@@ -99,16 +102,17 @@ impl EventFrames {
     ) -> Arc<str> {
         let cell = {
             let mut recent = selection.recent.lock().unwrap_or_else(|p| p.into_inner());
-            match recent.iter().rev().find(|(seq, _)| *seq == event.seq) {
-                Some((_, cell)) => cell.clone(),
+            match recent.get(&event.seq) {
+                Some(cell) => cell.clone(),
                 None => {
-                    let cell = Arc::new(OnceCell::new());
-                    if recent.len() >= RECENT {
-                        recent.pop_front();
+                    let cell = Rendered::default();
+                    let oldest = recent.first_key_value().map(|(seq, _)| *seq);
+                    if recent.len() < RECENT || oldest.is_some_and(|o| o < event.seq) {
+                        recent.insert(event.seq, cell.clone());
+                        if recent.len() > RECENT {
+                            recent.pop_first();
+                        }
                     }
-                    // Subscribers meet events in order; one catching up may insert an
-                    // older one, which is only looked up again by its peers.
-                    recent.push_back((event.seq, cell.clone()));
                     cell
                 }
             }
