@@ -78,7 +78,7 @@ async fn run() -> AnyResult<()> {
             live_subscriptions = subscribe_and_check_out(&client, &server, &catalog).await?;
         }
         if wanted("events") {
-            event_delivery(&client, &server, &catalog).await?;
+            event_delivery(&bin, &client).await?;
         }
         if wanted("usage") {
             record_usage(&client, &server, &catalog, live_subscriptions).await?;
@@ -343,17 +343,89 @@ async fn open_subscriber(base: &str, token: &str) -> AnyResult<Ws> {
 /// When each measured mutation was sent and answered, by the customer it is about.
 type Sent = Arc<Mutex<HashMap<String, (Instant, Instant)>>>;
 
-async fn event_delivery(
+/// The CPUs for the event part's server and for this process (the load): 0 and 1 when
+/// there are two or more and `taskset` works.
+fn event_pinning() -> Option<(usize, usize)> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let taskset = std::process::Command::new("taskset")
+        .args(["-c", "0", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    (cpus >= 2 && taskset).then_some((0, 1))
+}
+
+/// Pins every thread of this process to `cpus` (a `taskset` list).
+fn pin_self(cpus: &str) {
+    let _ = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status();
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// The event part runs a server of its own, as the read benchmark does: pinned to CPU 0
+/// with `TOKIO_WORKER_THREADS=1`, this process (1,000 websocket readers and the
+/// mutations) on CPU 1.
+async fn event_delivery(bin: &std::path::Path, client: &reqwest::Client) -> AnyResult<()> {
+    let pinning = event_pinning();
+    let mut server = start_server_on(
+        bin,
+        &[("TOKIO_WORKER_THREADS", "1".to_owned())],
+        pinning.map(|(server, _)| server),
+    )?;
+    wait_healthy(client, &mut server).await?;
+    let server = Arc::new(server);
+    if let Some((_, load)) = pinning {
+        pin_self(&load.to_string());
+    }
+    let label = bin.display().to_string();
+    let result = event_delivery_on(client, &server, pinning, &label).await;
+    if pinning.is_some() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        pin_self(&format!("0-{}", cpus - 1));
+    }
+    result
+}
+
+async fn event_delivery_on(
     client: &reqwest::Client,
     server: &Arc<Server>,
-    catalog: &PaidCatalog,
+    pinning: Option<(usize, usize)>,
+    bin: &str,
 ) -> AnyResult<()> {
+    let catalog = &paid_catalog(client, server).await?;
+    let load_before = load_average();
     let subscribers = usize::try_from(env_number("BENCH_SUBSCRIBERS", 1000)?.max(1))?;
     let rate = env_number("BENCH_EVENT_RATE", 20)?.max(1);
     let seconds = env_number("BENCH_SECONDS", 10)?.max(1);
     let ops = usize::try_from(rate * seconds)?;
-    let customers = seed_customers(client, server, "events", ops + 1).await?;
+    // The same mutations with no subscriber first, at the same rate: what the HTTP
+    // answers take on this machine now, beside what they take during the fan-out.
+    let control_ops = usize::try_from(rate * 2)?;
+    let mut customers = seed_customers(client, server, "events", ops + 1 + control_ops).await?;
+    let control = customers.split_off(ops + 1);
     let (warm, measured) = customers.split_first().ok_or("no customers")?;
+    let mut alone = Vec::with_capacity(control.len());
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    for customer in &control {
+        tick.tick().await;
+        let at_send = Instant::now();
+        data_of(
+            gql(
+                client,
+                server,
+                &subscribe_body(customer, &catalog.free_plan),
+            )
+            .await?,
+        )?;
+        alone.push(i64::try_from(at_send.elapsed().as_micros()).unwrap_or(i64::MAX));
+    }
+    alone.sort_unstable();
 
     let rss_idle = proc_status_kib(server.pid(), "VmRSS");
     eprintln!("events: opening {subscribers} websocket subscribers");
@@ -503,6 +575,16 @@ async fn event_delivery(
     );
     println!();
     println!(
+        "server {}, TOKIO_WORKER_THREADS=1, `{}`; load average before {load_before}, after {}",
+        match pinning {
+            Some((s, l)) => format!("pinned to CPU {s}, this process to CPU {l}"),
+            None => "not pinned".to_owned(),
+        },
+        bin,
+        load_average(),
+    );
+    println!();
+    println!(
         "| frames expected | frames received | p50 ms | p99 ms | max ms | p50 ms after the answer | p99 ms after the answer | SQL statements | server CPU s | server peak RSS MiB |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -531,6 +613,14 @@ async fn event_delivery(
         ms(&answers, 99.0),
         ms(&answers, 100.0),
         ms(&from_answer, 99.0),
+    );
+    println!();
+    println!(
+        "The same mutation with no subscriber, just before ({} at {rate}/s): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        alone.len(),
+        ms(&alone, 50.0),
+        ms(&alone, 99.0),
+        ms(&alone, 100.0),
     );
     if let (Some(idle), Some(open), Some(left)) = (rss_idle, rss_open, rss_left) {
         println!();

@@ -193,6 +193,7 @@ impl Application {
                 max_subscriptions: config.ws_max_subscriptions.max(1),
             },
             sockets: Arc::default(),
+            event_frames: Arc::default(),
             shutdown: stopping,
         };
         let limits =

@@ -375,10 +375,9 @@ impl Follow {
     /// Queues one page of this subscriber's events in the log after its position, up to
     /// `until`, and moves its position past them (to `until` once the page is not full).
     async fn read_log(&mut self, until: i64) -> BillingResult<()> {
-        let found = self
-            .billing
-            .log_after(self.cursor, until, self.scope, PAGE)
-            .await?;
+        // Boxed: a subscriber waits far more often than it reads, and an idle one should
+        // not hold the size of a query's future.
+        let found = Box::pin(self.billing.log_after(self.cursor, until, self.scope, PAGE)).await?;
         self.cursor = match found.last() {
             Some(last) if found.len() as u64 == PAGE => last.seq,
             _ => until,

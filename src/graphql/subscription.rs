@@ -474,6 +474,21 @@ fn change_payload(out: crate::billing::subscriptions::Subscribed) -> Subscriptio
     }
 }
 
+/// A subscriber's events, as `billingEvents` hands them over to the websocket path.
+pub type EventStream =
+    std::pin::Pin<Box<dyn Stream<Item = crate::billing::error::BillingResult<EventModel>> + Send>>;
+
+/// How the websocket path runs `billingEvents` (request data; without it the resolver
+/// streams one execution per event, as any async-graphql subscription).
+pub enum EventsMode {
+    /// Check the arguments and the caller's access as usual, then leave the caller's
+    /// events here instead of streaming them: the connection follows them itself.
+    Open(std::sync::Arc<std::sync::Mutex<Option<EventStream>>>),
+    /// Yield this one event (already chosen for its subscribers): one execution of the
+    /// selection set renders it for all of them.
+    Render(EventModel),
+}
+
 #[derive(Default)]
 pub struct SubscriptionRoot;
 
@@ -486,8 +501,17 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         customer_id: Option<ID>,
         after: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<BillingEvent>> + use<>>
-    {
+    ) -> async_graphql::Result<
+        async_graphql::futures_util::stream::BoxStream<
+            'static,
+            async_graphql::Result<BillingEvent>,
+        >,
+    > {
+        use async_graphql::futures_util::stream;
+        let mode = ctx.data_opt::<EventsMode>();
+        if let Some(EventsMode::Render(e)) = mode {
+            return Ok(stream::once(std::future::ready(Ok(BillingEvent(e.clone())))).boxed());
+        }
         let customer = customer_id
             .as_ref()
             .map(|c| uuid("customerId", c))
@@ -500,6 +524,12 @@ impl SubscriptionRoot {
             .follow_events(&ctx.principal(), customer, after)
             .await
             .gql()?;
-        Ok(events.map(|e| e.map(BillingEvent).map_err(|e| e.extend())))
+        if let Some(EventsMode::Open(slot)) = mode {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(events.boxed());
+            return Ok(stream::empty().boxed());
+        }
+        Ok(events
+            .map(|e| e.map(BillingEvent).map_err(|e| e.extend()))
+            .boxed())
     }
 }

@@ -5,6 +5,7 @@ pub mod graphiql;
 pub mod portal;
 pub mod rate;
 pub mod ws;
+pub mod ws_events;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub debug_statements: bool,
     pub ws_limits: ws::WsLimits,
     pub sockets: Arc<ws::OpenSockets>,
+    /// `billingEvents` payloads, rendered once per selection set.
+    pub event_frames: Arc<ws_events::EventFrames>,
     /// Becomes true when the server starts shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -139,7 +142,7 @@ async fn websocket(
         // the buffer grows for them.
         .read_buffer_size(WS_READ_BUFFER)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| ws::serve(state, protocol, socket))
+        .on_upgrade(move |socket| ws::serve_apart(state, protocol, socket))
 }
 
 /// A websocket's initial read buffer.
@@ -305,9 +308,13 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
          billing_sql_statements_total {}\n\
          # HELP billing_websocket_connections Open websocket connections.\n\
          # TYPE billing_websocket_connections gauge\n\
-         billing_websocket_connections {}\n",
+         billing_websocket_connections {}\n\
+         # HELP billing_event_renders_total Executions of a subscription's selection set for an event (one per event and distinct subscribe payload).\n\
+         # TYPE billing_event_renders_total counter\n\
+         billing_event_renders_total {}\n",
         state.billing.db.statement_count(),
-        state.sockets.count()
+        state.sockets.count(),
+        state.event_frames.renders(),
     );
     if let Some(handle) = telemetry::handle() {
         text.push_str(&handle.render());

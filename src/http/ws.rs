@@ -3,20 +3,28 @@
 //! malformed messages close it (4400), subscribing before the ack is 4401, a refused
 //! token or a key revoked while connected is 4403, a reused subscription id is 4409, a
 //! connection holds a bounded number of subscriptions, and a shutdown closes with 1001.
+//!
+//! The library keeps the connection (init, ping, terminate); operations are run here
+//! ([`super::ws_events`]), so that `billingEvents` is rendered once per selection set and
+//! shared. Connections are served on a runtime of their own ([`serve_apart`]): fanning an
+//! event out to every subscriber never queues HTTP requests behind it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_graphql::http::{WebSocketProtocols, WsMessage};
-use async_graphql::{Data, ErrorExtensions};
+use async_graphql::{Data, ErrorExtensions, Request};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::{SinkExt, StreamExt, future};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, SinkExt, StreamExt, future};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
+use super::ws_events::{self, Opened, Selection};
 use crate::billing::{BillingError, Principal};
 use crate::graphql::loaders::request_loaders;
 
@@ -58,10 +66,15 @@ struct Session {
     acked: bool,
     active: HashSet<String>,
     key: Option<Uuid>,
+    principal: Option<Principal>,
 }
 
 enum Verdict {
     Pass,
+    /// An operation to run here, under its id.
+    Subscribe(String, Box<Request>),
+    /// The client ended an operation.
+    Complete(String),
     /// Answered here (an error for one subscription); not passed on.
     Answer(String),
     Close(u16, &'static str),
@@ -98,11 +111,19 @@ fn judge(session: &Mutex<Session>, text: &[u8], max_subscriptions: usize) -> Ver
                     json!({ "id": id, "type": "error", "payload": payload }).to_string(),
                 );
             }
+            let Some(Ok(request)) = msg
+                .get("payload")
+                .map(|p| serde_json::from_value::<Request>(p.clone()))
+            else {
+                return Verdict::Close(4400, "Invalid message received");
+            };
             s.active.insert(id.to_owned());
+            return Verdict::Subscribe(id.to_owned(), Box::new(request));
         }
         "complete" | "stop" => {
             if let Some(id) = msg.get("id").and_then(Value::as_str) {
                 s.active.remove(id);
+                return Verdict::Complete(id.to_owned());
             }
         }
         "connection_init" | "ping" | "pong" | "connection_terminate" => {}
@@ -130,6 +151,62 @@ fn observe(session: &Mutex<Session>, text: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// A live `billingEvents` subscription of this connection.
+struct Live {
+    id: String,
+    events: crate::graphql::subscription::EventStream,
+    selection: Arc<Selection>,
+}
+
+type LiveItem = Option<crate::billing::BillingResult<crate::billing::events::BillingEvent>>;
+
+/// The next event of any live subscription, with its index.
+fn next_live(live: &mut [Live]) -> impl Future<Output = (usize, LiveItem)> + '_ {
+    future::poll_fn(move |cx| {
+        for (i, l) in live.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(item) = l.events.poll_next_unpin(cx) {
+                return std::task::Poll::Ready((i, item));
+            }
+        }
+        std::task::Poll::Pending
+    })
+}
+
+/// Frames of ready events written at once, at most.
+const MAX_FRAMES_PER_WRITE: usize = 64;
+
+/// A subscribe message being run: its id, the generation of that id, and the outcome.
+type Opening = BoxFuture<'static, (String, u64, Opened)>;
+
+/// The process's runtime for websocket connections: one thread of its own beside the
+/// HTTP workers, started with the first connection.
+fn ws_runtime() -> Option<&'static tokio::runtime::Handle> {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("billing-ws")
+                .enable_all()
+                .build()
+                .map_err(|e| tracing::warn!(error = %e, "no websocket runtime: served inline"))
+                .ok()
+        })
+        .as_ref()
+        .map(tokio::runtime::Runtime::handle)
+}
+
+/// [`serve`] on the websocket runtime.
+pub async fn serve_apart(state: AppState, protocol: WebSocketProtocols, socket: WebSocket) {
+    match ws_runtime() {
+        Some(rt) => {
+            rt.spawn(serve(state, protocol, socket));
+        }
+        None => serve(state, protocol, socket).await,
     }
 }
 
@@ -205,7 +282,11 @@ pub async fn serve(state: AppState, protocol: WebSocketProtocols, socket: WebSoc
             if principal == Principal::Anonymous {
                 return Err(BillingError::Unauthenticated.extend());
             }
-            session.lock().unwrap_or_else(|p| p.into_inner()).key = key;
+            {
+                let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+                s.key = key;
+                s.principal = Some(principal);
+            }
             let mut data = Data::default();
             data.insert(principal);
             request_loaders(&billing, &mut data);
@@ -218,6 +299,18 @@ pub async fn serve(state: AppState, protocol: WebSocketProtocols, socket: WebSoc
     futures_util::pin_mut!(output);
     let init_deadline = tokio::time::sleep(limits.init_timeout);
     futures_util::pin_mut!(init_deadline);
+    let mut live: Vec<Live> = Vec::new();
+    let mut opening: FuturesUnordered<Opening> = FuturesUnordered::new();
+    // The generation of each id that is open or being opened.
+    let mut ids: HashMap<String, u64> = HashMap::new();
+    let mut generation = 0u64;
+    let forget = |id: &str| {
+        session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .active
+            .remove(id);
+    };
 
     let last = loop {
         let acked = session.lock().unwrap_or_else(|p| p.into_inner()).acked;
@@ -230,7 +323,7 @@ pub async fn serve(state: AppState, protocol: WebSocketProtocols, socket: WebSoc
                     Ok(key) => Some(key) == mine,
                     // Too many revocations at once to tell: ask again.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        mine.is_some() && !billing.key_is_live(mine).await
+                        mine.is_some() && !Box::pin(billing.key_is_live(mine)).await
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
                 };
@@ -245,8 +338,101 @@ pub async fn serve(state: AppState, protocol: WebSocketProtocols, socket: WebSoc
                     }
                 }
                 Some(Verdict::Close(code, reason)) => break Some(close(code, reason)),
+                Some(Verdict::Subscribe(id, request)) => {
+                    let principal = session
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .principal
+                        .unwrap_or(Principal::Anonymous);
+                    generation += 1;
+                    ids.insert(id.clone(), generation);
+                    let run = ws_events::open(
+                        state.schema.clone(),
+                        billing.clone(),
+                        state.event_frames.clone(),
+                        principal,
+                        *request,
+                    );
+                    let g = generation;
+                    opening.push(run.map(move |opened| (id, g, opened)).boxed());
+                }
+                Some(Verdict::Complete(id)) => {
+                    // As the library did: a known operation is acknowledged as complete.
+                    if ids.remove(&id).is_some() {
+                        live.retain(|l| l.id != id);
+                        let frame = ws_events::complete_frame(&id);
+                        if sink.send(Message::Text(frame.into())).await.is_err() {
+                            break None;
+                        }
+                    }
+                }
                 Some(Verdict::Pass) | None => {}
             },
+            Some((id, g, opened)) = opening.next(), if !opening.is_empty() => {
+                // Ended (or its id reused) while it was being opened.
+                if ids.get(&id) != Some(&g) {
+                    continue;
+                }
+                match opened {
+                    Opened::Events { events, selection } => {
+                        live.push(Live { id, events, selection });
+                    }
+                    Opened::Done(responses) => {
+                        ids.remove(&id);
+                        forget(&id);
+                        let mut gone = false;
+                        for r in &responses {
+                            let frame = ws_events::next_response(protocol, &id, r);
+                            gone = gone || sink.send(Message::Text(frame.into())).await.is_err();
+                        }
+                        let frame = ws_events::complete_frame(&id);
+                        if gone || sink.send(Message::Text(frame.into())).await.is_err() {
+                            break None;
+                        }
+                    }
+                }
+            }
+            ready = next_live(&mut live), if !live.is_empty() => {
+                // Everything that is ready goes out in one write: a batch of events is
+                // one syscall per subscriber, not one per event.
+                let mut ready = Some(ready);
+                let mut fed = 0;
+                let mut sent = true;
+                while let Some((i, item)) = ready.take() {
+                    let frame = match item {
+                        Some(Ok(event)) => {
+                            let selection = live[i].selection.clone();
+                            let payload = state
+                                .event_frames
+                                .payload(&state.schema, &billing, &selection, &event)
+                                .await;
+                            ws_events::next_frame(protocol, &live[i].id, &payload)
+                        }
+                        Some(Err(e)) => ws_events::next_response(
+                            protocol,
+                            &live[i].id,
+                            &ws_events::error_response(e),
+                        ),
+                        None => {
+                            let l = live.swap_remove(i);
+                            ids.remove(&l.id);
+                            forget(&l.id);
+                            ws_events::complete_frame(&l.id)
+                        }
+                    };
+                    if sink.feed(Message::Text(frame.into())).await.is_err() {
+                        sent = false;
+                        break;
+                    }
+                    fed += 1;
+                    if fed < MAX_FRAMES_PER_WRITE && !live.is_empty() {
+                        ready = next_live(&mut live).now_or_never();
+                    }
+                }
+                if !sent || sink.flush().await.is_err() {
+                    break None;
+                }
+            }
             () = &mut init_deadline, if !acked => {
                 break Some(close(4408, "Connection initialisation timeout"));
             }

@@ -584,3 +584,240 @@ async fn a_fragment_fan_out_over_a_websocket_is_refused_at_once() {
         "{refused}"
     );
 }
+
+async fn metric(base: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+async fn subscribe_with(ws: &mut Ws, id: &str, query: &str) {
+    send(
+        ws,
+        json!({ "id": id, "type": "subscribe", "payload": { "query": query } }),
+    )
+    .await;
+}
+
+/// The next `next` message: (id, the event).
+async fn next_message(ws: &mut Ws) -> (String, Value) {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = msg {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_ne!(v["type"], "error", "{v}");
+            if v["type"] == "next" {
+                assert!(v["payload"].get("errors").is_none(), "{v}");
+                return (
+                    v["id"].as_str().unwrap().to_owned(),
+                    v["payload"]["data"]["billingEvents"].clone(),
+                );
+            }
+        }
+    }
+}
+
+/// Every `next` message until the socket is quiet for a moment: (id, the event).
+async fn drain(ws: &mut Ws) -> Vec<(String, Value)> {
+    let mut got = vec![next_message(ws).await];
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+    {
+        if let Message::Text(text) = msg {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["type"], "next", "{v}");
+            assert!(v["payload"].get("errors").is_none(), "{v}");
+            got.push((
+                v["id"].as_str().unwrap().to_owned(),
+                v["payload"]["data"]["billingEvents"].clone(),
+            ));
+        }
+    }
+    got
+}
+
+/// Nothing more within a moment (an event that should not come would be on its way).
+async fn quiet(ws: &mut Ws) {
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(300), ws.next()).await
+    {
+        assert!(!matches!(msg, Message::Text(_)), "unexpected {msg:?}");
+    }
+}
+
+#[tokio::test]
+async fn subscribers_with_one_selection_share_its_render_and_keep_their_own_events() {
+    let app = TestApp::spawn().await;
+    let (plan, _) = monthly_plan(&app, "0").await;
+    let mine = app.create_customer("mine").await;
+    let theirs = app.create_customer("theirs").await;
+    let token = app.customer_token(&mine).await;
+    let their_token = app.customer_token(&theirs).await;
+    let full = "subscription { billingEvents { cursor kind customerId subscriptionId data } }";
+    let small = "subscription Small { billingEvents { customerId kind } }";
+
+    // Two admins and a customer with one selection set, an admin with another, and one
+    // connection holding both.
+    let mut admins = Vec::new();
+    for _ in 0..2 {
+        let (mut ws, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+        assert!(is_ack(&ack));
+        subscribe_with(&mut ws, "full", full).await;
+        admins.push(ws);
+    }
+    let (mut customer, ack) = connect(&app.base, Some(&token)).await;
+    assert!(is_ack(&ack));
+    subscribe_with(&mut customer, "full", full).await;
+    let (mut other, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    subscribe_with(&mut other, "small", small).await;
+    let (mut both, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    subscribe_with(&mut both, "a", full).await;
+    subscribe_with(&mut both, "b", small).await;
+    // Subscribed once a query on each connection has been answered after them.
+    for ws in admins
+        .iter_mut()
+        .chain([&mut customer, &mut other, &mut both])
+    {
+        subscribe_with(ws, "probe", "{ __typename }").await;
+        loop {
+            let msg = ws.next().await.unwrap().unwrap();
+            if msg
+                .to_string()
+                .contains(r#""type":"complete","id":"probe""#)
+            {
+                break;
+            }
+        }
+    }
+
+    let renders = metric(&app.base, "billing_event_renders_total").await;
+    // Someone else's subscription, then the customer's own.
+    subscribe(&app, &their_token, &theirs, &plan).await;
+    subscribe(&app, &token, &mine, &plan).await;
+    let all = drain(&mut admins[0]).await;
+    let kinds = |es: &[(String, Value)], who: &str| {
+        es.iter()
+            .filter(|(_, e)| e["customerId"] == who)
+            .map(|(_, e)| e["kind"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    for who in [&theirs, &mine] {
+        let k = kinds(&all, who);
+        assert!(k.contains(&"SUBSCRIPTION_CREATED".to_owned()), "{k:?}");
+        assert!(k.contains(&"SUBSCRIPTION_ACTIVATED".to_owned()), "{k:?}");
+    }
+    assert!(
+        all.iter()
+            .all(|(id, e)| id == "full" && e["cursor"].is_string() && e["data"].is_object())
+    );
+    assert_eq!(drain(&mut admins[1]).await, all);
+    // The customer shares the admins' selection set, and sees only its own events.
+    let own: Vec<(String, Value)> = all
+        .iter()
+        .filter(|(_, e)| e["customerId"] == json!(mine))
+        .cloned()
+        .collect();
+    assert_eq!(drain(&mut customer).await, own);
+    let small_events: Vec<(String, Value)> = all
+        .iter()
+        .map(|(_, e)| {
+            (
+                "small".to_owned(),
+                json!({ "kind": e["kind"], "customerId": e["customerId"] }),
+            )
+        })
+        .collect();
+    assert_eq!(drain(&mut other).await, small_events);
+    let mut by_id: std::collections::HashMap<String, Vec<(String, Value)>> = Default::default();
+    for (id, e) in drain(&mut both).await {
+        by_id.entry(id.clone()).or_default().push((id, e));
+    }
+    assert_eq!(
+        by_id["a"],
+        all.iter()
+            .map(|(_, e)| ("a".to_owned(), e.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        by_id["b"],
+        small_events
+            .iter()
+            .map(|(_, e)| ("b".to_owned(), e.clone()))
+            .collect::<Vec<_>>()
+    );
+    // Each event was rendered once per selection set, whatever the subscribers.
+    assert_eq!(
+        metric(&app.base, "billing_event_renders_total").await - renders,
+        2 * all.len() as u64
+    );
+
+    // An ended subscription gets nothing more; the connection's other one goes on.
+    send(&mut both, json!({ "id": "a", "type": "complete" })).await;
+    let done = tokio::time::timeout(Duration::from_secs(5), both.next()).await;
+    assert!(
+        matches!(&done, Ok(Some(Ok(Message::Text(t)))) if t.contains(r#""type":"complete","id":"a""#)),
+        "{done:?}"
+    );
+    let later = app.create_customer("later").await;
+    let later_token = app.customer_token(&later).await;
+    subscribe(&app, &later_token, &later, &plan).await;
+    let rest = drain(&mut both).await;
+    assert!(
+        !rest.is_empty()
+            && rest
+                .iter()
+                .all(|(id, e)| id == "b" && e["customerId"] == json!(later)),
+        "{rest:?}"
+    );
+    quiet(&mut customer).await;
+}
+
+#[tokio::test]
+async fn queries_over_a_websocket_answer_and_complete() {
+    let app = TestApp::spawn().await;
+    let (mut ws, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack));
+    subscribe_with(&mut ws, "q", "{ viewer { role } }").await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.push(serde_json::from_str::<Value>(&msg.to_string()).unwrap());
+    }
+    assert_eq!(got[0]["type"], "next", "{got:?}");
+    assert_eq!(got[0]["id"], "q");
+    assert!(
+        got[0]["payload"]["data"]["viewer"]["role"].is_string(),
+        "{got:?}"
+    );
+    assert_eq!(got[1], json!({ "type": "complete", "id": "q" }));
+    // A document that does not validate: its errors, then complete.
+    subscribe_with(&mut ws, "bad", "subscription { billingEvents { nope } }").await;
+    let msg = ws.next().await.unwrap().unwrap();
+    let v: Value = serde_json::from_str(&msg.to_string()).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["id"].as_str()),
+        (Some("next"), Some("bad")),
+        "{v}"
+    );
+    assert!(v["payload"]["errors"][0]["message"].is_string(), "{v}");
+    let msg = ws.next().await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&msg.to_string()).unwrap(),
+        json!({ "type": "complete", "id": "bad" })
+    );
+}
