@@ -109,6 +109,16 @@ impl Db {
         self.statements.load(Ordering::Relaxed)
     }
 
+    /// The process's writer slot (SQLite; nothing on PostgreSQL), for a write that is one
+    /// statement and needs no transaction of its own: it commits by itself, without the
+    /// round trips of BEGIN and COMMIT.
+    pub async fn writer_slot(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
+    }
+
     pub async fn write(&self) -> Result<WriteTxn<'_>, DbErr> {
         let guard = match &self.write_lock {
             Some(lock) => Some(lock.lock().await),
