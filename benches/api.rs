@@ -10,7 +10,9 @@
 //! Environment:
 //! - `BENCH_SECONDS`: measured seconds per workload (default 10), after a 2 s warm-up.
 //! - `BENCH_CUSTOMERS`: customers to seed (default 10000).
-//! - `BILLING_BIN`: the server binary (default `<target>/release/billing`).
+//! - `BENCH_ONLY`: a comma-separated subset of the workloads `customer,raw,naive,quote,
+//!   typename,catalog` (default all).
+//! - `BILLING_BIN`: the server binary (default: the one `cargo bench` built for this bench).
 
 mod support;
 
@@ -197,22 +199,20 @@ async fn start_reference(name: &str, db_file: &Path, cpu: Option<usize>) -> AnyR
     Ok(reference)
 }
 
-/// `cargo build --release` of the server (unless `BILLING_BIN` names one) and of the two
-/// reference examples: a no-op when they are current.
+/// The two reference examples, built with the profile `cargo bench` used for this bench
+/// (`cargo build --profile bench --example …`): cargo bench builds the server binary but not
+/// examples. It reuses everything `cargo bench` compiled, so it only compiles (or, when they
+/// are current, checks) the two examples.
 fn build_examples() -> AnyResult<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut args = vec!["build", "--release", "--example", RAW, "--example", NAIVE];
-    if std::env::var_os("BILLING_BIN").is_none() {
-        args.extend(["--bin", "billing"]);
-    }
-    let status = Command::new(cargo)
-        .args(&args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()?;
-    if !status.success() {
-        return Err(format!("cargo {} failed", args.join(" ")).into());
-    }
-    Ok(())
+    nested_cargo(&[
+        "build",
+        "--profile",
+        "bench",
+        "--example",
+        RAW,
+        "--example",
+        NAIVE,
+    ])
 }
 
 const RAW: &str = "bench_raw_baseline";
@@ -507,6 +507,15 @@ fn pinning() -> (Option<usize>, Option<usize>) {
     }
 }
 
+/// Whether `BENCH_ONLY` (a comma-separated subset of customer, raw, naive, quote, typename,
+/// catalog) names this workload; every workload when it is unset.
+fn wanted(workload: &str) -> bool {
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|w| w.trim() == workload),
+        Err(_) => true,
+    }
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -612,24 +621,36 @@ async fn run() -> AnyResult<()> {
     let m = |name, target, file, auth| {
         measure_wrk(&client, name, target, file, auth, duration, load_cpu)
     };
-    rows.push(m(CUSTOMER, &this, &customer_file, Some(&auth)).await?);
+    if wanted("customer") {
+        rows.push(m(CUSTOMER, &this, &customer_file, Some(&auth)).await?);
+    }
     let raw_target = Target {
         served_by: RAW,
         base: &raw.base,
         pid: raw.pid(),
         server: None,
     };
-    rows.push(m(CUSTOMER_RAW, &raw_target, &raw_file, None).await?);
+    if wanted("raw") {
+        rows.push(m(CUSTOMER_RAW, &raw_target, &raw_file, None).await?);
+    }
     let naive_target = Target {
         served_by: NAIVE,
         base: &naive.base,
         pid: naive.pid(),
         server: None,
     };
-    rows.push(m(CUSTOMER_NAIVE, &naive_target, &customer_file, None).await?);
-    rows.push(m(QUOTE, &this, &quote_file, Some(&auth)).await?);
-    rows.push(m(TYPENAME, &this, &typename_file, Some(&auth)).await?);
-    rows.push(m(CATALOG, &this, &catalog_file, Some(&auth)).await?);
+    if wanted("naive") {
+        rows.push(m(CUSTOMER_NAIVE, &naive_target, &customer_file, None).await?);
+    }
+    if wanted("quote") {
+        rows.push(m(QUOTE, &this, &quote_file, Some(&auth)).await?);
+    }
+    if wanted("typename") {
+        rows.push(m(TYPENAME, &this, &typename_file, Some(&auth)).await?);
+    }
+    if wanted("catalog") {
+        rows.push(m(CATALOG, &this, &catalog_file, Some(&auth)).await?);
+    }
     let load_after = load_average();
 
     drop(raw);

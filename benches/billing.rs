@@ -9,7 +9,7 @@
 //! - **invoicing**: 10,000 and 100,000 subscriptions with usage, invoiced and collected by
 //!   one move of the test clock: time, statements, peak RSS, and how time grows.
 //!
-//! Run with `cargo build --release && cargo bench --bench billing`. See BENCHMARKS.md.
+//! Run with `cargo bench --bench billing`. See BENCHMARKS.md.
 //!
 //! Environment:
 //! - `BENCH_ONLY`: a comma-separated subset of `subscribe,events,usage,invoicing`.
@@ -20,7 +20,7 @@
 //! - `BENCH_INVOICE_SIZES` (`10000,100000`): subscriptions per invoicing run.
 //! - `BENCH_POSTGRES_URL`: a PostgreSQL server (e.g. `postgres://postgres@127.0.0.1:5432/postgres`);
 //!   the invoicing runs are then repeated there, each on a fresh database of its own.
-//! - `BILLING_BIN`: the server binary (default `<target>/release/billing`).
+//! - `BILLING_BIN`: the server binary (default: the one `cargo bench` built for this bench).
 
 mod support;
 

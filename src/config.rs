@@ -172,8 +172,9 @@ pub struct Config {
     #[arg(long, env = "BILLING_DOCUMENT_SECRET", hide_env_values = true)]
     pub document_secret: Option<String>,
     /// Maximum size of the database connection pool; by default 16 on PostgreSQL, and on
-    /// SQLite the number of CPUs, at least 4 (each SQLite connection is a thread of its
-    /// own and a page cache: more than the CPUs only adds hand-offs and memory).
+    /// SQLite the number of CPUs, at least 2: one may hold the writer while another reads
+    /// (each SQLite connection is a thread of its own and a page cache: more than the CPUs
+    /// only adds hand-offs and memory; BENCHMARKS.md compares 4 and 2).
     #[arg(long, env = "BILLING_DB_POOL")]
     pub db_pool: Option<u32>,
     /// Adds `x-sql-statements` (the statements the request ran) to each GraphQL answer
@@ -212,7 +213,7 @@ impl Config {
                 16
             } else {
                 let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-                u32::try_from(cpus).unwrap_or(u32::MAX).max(4)
+                u32::try_from(cpus).unwrap_or(u32::MAX).max(2)
             }
         })
     }

@@ -59,33 +59,51 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// The release binary; built once (`cargo build --release --bin billing`) when missing.
+/// The server binary: `BILLING_BIN`, or the one `cargo bench` built with this bench (the
+/// `bench` profile, which is the release profile, in `<target>/release/billing`): cargo
+/// builds a package's binaries for its benches, so it is always current.
 pub fn server_binary() -> AnyResult<PathBuf> {
     if let Some(bin) = std::env::var_os("BILLING_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let bin = target_dir().join("release").join("billing");
-    if !bin.exists() {
-        eprintln!(
-            "{} is missing: running cargo build --release --bin billing",
-            bin.display()
-        );
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--bin", "billing"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()?;
-        if !status.success() {
-            return Err("cargo build --release --bin billing failed".into());
+        let bin = PathBuf::from(bin);
+        if let Some(newer) = newer_source(&bin) {
+            eprintln!(
+                "warning: BILLING_BIN {} is older than {}",
+                bin.display(),
+                newer.display()
+            );
         }
-    } else if let Some(newer) = newer_source(&bin) {
-        eprintln!(
-            "warning: {} is newer than {}; run `cargo build --release` to measure current code",
-            newer.display(),
-            bin.display()
-        );
+        return Ok(bin);
     }
-    Ok(bin)
+    Ok(PathBuf::from(env!("CARGO_BIN_EXE_billing")))
+}
+
+/// `cargo <args>` in this workspace, from inside a bench that cargo runs. Without the
+/// variables cargo sets for the bench itself: build scripts watch some of them (ring's
+/// reruns when `CARGO_PKG_NAME` or `CARGO_MANIFEST_DIR` changes), so a nested build that
+/// inherited them would rebuild ring and everything above it, this crate included, and the
+/// next `cargo bench` would rebuild it all again.
+pub fn nested_cargo(args: &[&str]) -> AnyResult<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+            )
+        {
+            command.env_remove(name);
+        }
+    }
+    let status = command.status()?;
+    if !status.success() {
+        return Err(format!("cargo {} failed", args.join(" ")).into());
+    }
+    Ok(())
 }
 
 /// A source file changed after the binary was built, if any.

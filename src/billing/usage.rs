@@ -126,8 +126,30 @@ impl Billing {
         {
             return same_or_reused(existing, &input, at);
         }
+        let record = |quantity: Decimal, reading: Option<Decimal>| usage_record::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            subscription_id: Set(sub.id),
+            customer_id: Set(sub.customer_id),
+            product_id: Set(product.id),
+            quantity: Set(Dec(quantity)),
+            reading: Set(reading.map(Dec)),
+            at: Set(at),
+            idempotency_key: Set(input.idempotency_key.clone()),
+            created_at: Set(now),
+        };
+        if !product.aggregated_usage {
+            // One statement, nothing read before it: it needs no transaction of its own.
+            let inserted = {
+                let _writer = self.db.writer_slot().await;
+                record(value, None).insert(self.db.conn()).await
+            };
+            return match inserted {
+                Ok(m) => Ok(m.into()),
+                Err(e) => self.replayed_or(e, sub.id, &input, at).await,
+            };
+        }
         let txn = self.db.write().await?;
-        let (quantity, reading) = if product.aggregated_usage {
+        let (quantity, reading) = {
             let previous = usage_record::Entity::find()
                 .filter(usage_record::Column::SubscriptionId.eq(sub.id))
                 .filter(usage_record::Column::ProductId.eq(product.id))
@@ -143,43 +165,41 @@ impl Billing {
                 counter_usage(previous.and_then(|p| p.reading.map(|r| r.0)), value),
                 Some(value),
             )
-        } else {
-            (value, None)
         };
-        let inserted = usage_record::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            subscription_id: Set(sub.id),
-            customer_id: Set(sub.customer_id),
-            product_id: Set(product.id),
-            quantity: Set(Dec(quantity)),
-            reading: Set(reading.map(Dec)),
-            at: Set(at),
-            idempotency_key: Set(input.idempotency_key.clone()),
-            created_at: Set(now),
-        }
-        .insert(&*txn)
-        .await;
+        let inserted = record(quantity, reading).insert(&*txn).await;
         match inserted {
             Ok(m) => {
                 txn.commit().await?;
                 Ok(m.into())
             }
-            Err(e)
-                if matches!(
-                    e.sql_err(),
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                ) =>
-            {
+            Err(e) => {
                 drop(txn);
-                let key = input.idempotency_key.as_deref().unwrap_or_default();
-                let existing = self
-                    .usage_by_key(sub.id, key)
-                    .await?
-                    .ok_or(BillingError::Db(e))?;
-                same_or_reused(existing, &input, at)
+                self.replayed_or(e, sub.id, &input, at).await
             }
-            Err(e) => Err(e.into()),
         }
+    }
+
+    /// After a failed insert of a record: a replay of its key answers the record first
+    /// written under it (or refuses a reuse of the key); any other error stands.
+    async fn replayed_or(
+        &self,
+        e: sea_orm::DbErr,
+        subscription_id: Uuid,
+        input: &NewUsage,
+        at: DateTime<Utc>,
+    ) -> BillingResult<Usage> {
+        if !matches!(
+            e.sql_err(),
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+        ) {
+            return Err(e.into());
+        }
+        let key = input.idempotency_key.as_deref().unwrap_or_default();
+        let existing = self
+            .usage_by_key(subscription_id, key)
+            .await?
+            .ok_or(BillingError::Db(e))?;
+        same_or_reused(existing, input, at)
     }
 
     /// Up to [`MAX_USAGE_BATCH`] records in one transaction, each checked as

@@ -4,7 +4,7 @@
 //! refused before anything else walks it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
@@ -224,16 +224,78 @@ fn fragment_costs(doc: &ExecutableDocument) -> Result<HashMap<&str, Cost>, Refus
 
 /// Checks every request's document before the schema parses, validates or runs it; over
 /// HTTP and websockets alike. The checked document is handed on, so it is parsed once.
-pub struct CostLimits;
+/// The query limits as a schema extension: parses each document once, measures it and
+/// hands the parsed document on. Documents that passed are kept by their text
+/// ([`CheckedDocuments`]), so a client that sends the same few queries again and again is
+/// not parsed and measured again.
+#[derive(Default)]
+pub struct CostLimits {
+    // Stateless per request: every request shares this one extension.
+    shared: Arc<Checker>,
+}
+
+#[derive(Default)]
+struct Checker {
+    documents: CheckedDocuments,
+}
 
 impl ExtensionFactory for CostLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(CostLimits)
+        self.shared.clone()
+    }
+}
+
+/// Documents up to this long are kept once they passed the limits.
+const CACHED_QUERY_BYTES: usize = 4 * 1024;
+/// Distinct documents kept; when full, the cache starts over.
+const CACHED_DOCUMENTS: usize = 256;
+
+/// Parsed documents within the limits, by their text. A document is the same whatever its
+/// variables, and whether it passes the limits depends on its text alone, so an entry stands
+/// for as long as it is kept. Refused and unparsable documents are not kept.
+#[derive(Default)]
+pub struct CheckedDocuments {
+    docs: RwLock<HashMap<Box<str>, ExecutableDocument>>,
+}
+
+impl CheckedDocuments {
+    /// [`parse_and_check`], from the cache when this text passed before.
+    pub fn parse_and_check(
+        &self,
+        query: &str,
+    ) -> Result<ExecutableDocument, (BillingError, Option<Pos>)> {
+        if query.len() > CACHED_QUERY_BYTES {
+            return parse_and_check(query);
+        }
+        if let Some(doc) = self
+            .docs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(query)
+        {
+            return Ok(doc.clone());
+        }
+        let doc = parse_and_check(query)?;
+        let mut docs = self.docs.write().unwrap_or_else(|p| p.into_inner());
+        if docs.len() >= CACHED_DOCUMENTS {
+            docs.clear();
+        }
+        docs.insert(query.into(), doc.clone());
+        Ok(doc)
+    }
+
+    /// Documents kept.
+    pub fn len(&self) -> usize {
+        self.docs.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 #[async_trait::async_trait]
-impl Extension for CostLimits {
+impl Extension for Checker {
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -256,7 +318,7 @@ impl Extension for CostLimits {
                     Err((BillingError::invalid("the query could not be parsed"), None))
                 })
         } else {
-            parse_and_check(&request.query)
+            self.documents.parse_and_check(&request.query)
         };
         match checked {
             Ok(doc) => {
@@ -464,5 +526,37 @@ mod tests {
                 depth: 4
             })
         );
+    }
+
+    #[test]
+    fn checked_documents_are_kept_by_text_and_refusals_are_not() {
+        let cache = CheckedDocuments::default();
+        let query = "query Q($id: ID!) { customer(id: $id) { id name } }";
+        let first = cache.parse_and_check(query).unwrap();
+        assert_eq!(cache.len(), 1);
+        let again = cache.parse_and_check(query).unwrap();
+        assert_eq!(cache.len(), 1);
+        // The kept document is the parser's, as it would parse the text now.
+        let fresh = parse_query(query).unwrap();
+        assert_eq!(format!("{again:?}"), format!("{fresh:?}"));
+        assert_eq!(format!("{first:?}"), format!("{fresh:?}"));
+        // Too deep, unparsable: refused each time, and never kept.
+        let deep = format!("{}{}", "{ a ".repeat(20), "}".repeat(20));
+        for _ in 0..2 {
+            let (e, _) = cache.parse_and_check(&deep).unwrap_err();
+            assert!(matches!(e, BillingError::QueryTooDeep(_)));
+            assert!(cache.parse_and_check("{ a ").is_err());
+        }
+        assert_eq!(cache.len(), 1);
+        // Bounded: past the limit it starts over.
+        for i in 0..CACHED_DOCUMENTS + 10 {
+            cache.parse_and_check(&format!("{{ f{i} }}")).unwrap();
+        }
+        let kept = cache.len();
+        assert!(kept <= CACHED_DOCUMENTS);
+        // Long documents are parsed each time, not kept.
+        let long = format!("{{ a(x: \"{}\") }}", "x".repeat(CACHED_QUERY_BYTES));
+        assert!(cache.parse_and_check(&long).is_ok());
+        assert_eq!(cache.len(), kept);
     }
 }

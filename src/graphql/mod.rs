@@ -60,7 +60,7 @@ pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRo
     .extension(observe::Observe)
     // Measured first, without expanding fragments; the library's own checks (which
     // expand them) then only ever see documents within these limits.
-    .extension(cost::CostLimits)
+    .extension(cost::CostLimits::default())
     .limit_depth(cost::MAX_DEPTH as usize)
     .limit_complexity(cost::MAX_COMPLEXITY as usize)
     .limit_recursive_depth(32)

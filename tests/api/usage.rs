@@ -597,3 +597,39 @@ async fn a_usage_batch_costs_the_same_statements_for_one_record_or_five_hundred(
     );
     assert_eq!(stored_usage(&app).await.len(), 502);
 }
+
+#[tokio::test]
+async fn a_plain_usage_record_costs_two_statements_and_its_replay_one_more() {
+    let app = TestApp::spawn().await;
+    let (sub, plain, _, _) = metered_subscription(&app).await;
+    let backend = app.service_token("backend").await;
+    const RECORD: &str =
+        "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { id quantity reading } }";
+    let record = |quantity: &str, key: Option<&str>| json!({ "i": { "subscriptionId": sub, "productId": plain, "quantity": quantity, "idempotencyKey": key } });
+    // Warms the token cache, so that no measured request looks the key up.
+    app.gql_as(Some(&backend), RECORD, record("1", None))
+        .await
+        .ok();
+    let (first, cost) = app
+        .counted(Some(&backend), RECORD, record("2", Some("k1")))
+        .await;
+    let first = first.ok()["recordUsage"].clone();
+    assert_eq!(first["quantity"], "2");
+    assert_eq!(cost, 2, "the subscription, then the insert alone");
+    let (again, replay_cost) = app
+        .counted(Some(&backend), RECORD, record("2", Some("k1")))
+        .await;
+    assert_eq!(again.ok()["recordUsage"]["id"], first["id"]);
+    assert_eq!(
+        replay_cost, 3,
+        "the subscription, the refused insert, the key"
+    );
+    let (reused, _) = app
+        .counted(Some(&backend), RECORD, record("3", Some("k1")))
+        .await;
+    reused.expect_code("IDEMPOTENCY_KEY_REUSED");
+    let (_, unkeyed) = app.counted(Some(&backend), RECORD, record("4", None)).await;
+    assert_eq!(unkeyed, 2);
+    let stored = stored_usage(&app).await;
+    assert_eq!(stored.len(), 3, "the warm-up, k1 once, the unkeyed one");
+}
