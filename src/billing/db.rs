@@ -52,6 +52,21 @@ where
     }
 }
 
+/// A value per row for a multi-row update: `CASE WHEN id = a THEN x WHEN id = b THEN y …
+/// END`, to pair with a filter on the same ids. `None` for no rows.
+pub fn per_row<C: sea_orm::ColumnTrait>(
+    id: C,
+    values: impl IntoIterator<Item = (uuid::Uuid, sea_orm::sea_query::Expr)>,
+) -> Option<sea_orm::sea_query::Expr> {
+    let mut values = values.into_iter();
+    let (first, value) = values.next()?;
+    let mut case = sea_orm::sea_query::Expr::case(id.eq(first), value);
+    for (row, value) in values {
+        case = case.case(id.eq(row), value);
+    }
+    Some(case.into())
+}
+
 #[derive(Clone)]
 pub struct Db {
     conn: DatabaseConnection,

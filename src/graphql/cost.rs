@@ -222,9 +222,8 @@ fn fragment_costs(doc: &ExecutableDocument) -> Result<HashMap<&str, Cost>, Refus
     Ok(costs)
 }
 
-/// Checks every request's document before the schema parses, validates or runs it; over
-/// HTTP and websockets alike. The checked document is handed on, so it is parsed once.
-/// The query limits as a schema extension: parses each document once, measures it and
+/// The query limits as a schema extension, over HTTP and websockets alike: parses each
+/// document once, measures it and
 /// hands the parsed document on. Documents that passed are kept by their text
 /// ([`CheckedDocuments`]), so a client that sends the same few queries again and again is
 /// not parsed and measured again.

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::super::Billing;
 use super::super::codes::{Code, EventKind, SubscriptionStatus, parse};
+use super::super::db::per_row;
 use super::super::error::{BillingError, BillingResult};
 use super::super::events::{NewEvent, record_many};
 use super::super::items::versions_of;
@@ -216,15 +217,14 @@ async fn schedule_visits(
     db: &impl ConnectionTrait,
     visits: Vec<(Uuid, DateTime<Utc>)>,
 ) -> BillingResult<()> {
-    let Some(((first, at), rest)) = visits.split_first() else {
+    let Some(value) = per_row(
+        subscription::Column::Id,
+        visits.iter().map(|(id, at)| (*id, Expr::value(*at))),
+    ) else {
         return Ok(());
     };
-    let mut value = Expr::case(subscription::Column::Id.eq(*first), Expr::value(*at));
-    for (id, at) in rest {
-        value = value.case(subscription::Column::Id.eq(*id), Expr::value(*at));
-    }
     subscription::Entity::update_many()
-        .col_expr(subscription::Column::NextBillingAt, value.into())
+        .col_expr(subscription::Column::NextBillingAt, value)
         .filter(subscription::Column::Id.is_in(visits.iter().map(|(id, _)| *id)))
         .exec(db)
         .await?;

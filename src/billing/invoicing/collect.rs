@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::super::Billing;
 use super::super::codes::{Code, EventKind, InvoiceStatus, SubscriptionStatus};
+use super::super::db::per_row;
 use super::super::error::BillingResult;
 use super::super::events::{NewEvent, record_many};
 use super::super::gateway::within;
@@ -246,21 +247,17 @@ impl Billing {
             }
             am.update(&*txn).await?;
         }
-        if !paid.is_empty() {
-            let (first, rest) = paid.split_first().expect("not empty");
-            let mut reference = Expr::case(
-                invoice::Column::Id.eq(first.0.id),
-                Expr::value(first.2.clone()),
-            );
-            for (inv, _, r) in rest {
-                reference = reference.case(invoice::Column::Id.eq(inv.id), Expr::value(r.clone()));
-            }
+        if let Some(reference) = per_row(
+            invoice::Column::Id,
+            paid.iter()
+                .map(|(inv, _, r)| (inv.id, Expr::value(r.clone()))),
+        ) {
             let settled: HashSet<Uuid> = invoice::Entity::update_many()
                 .col_expr(
                     invoice::Column::Status,
                     Expr::value(InvoiceStatus::Paid.code()),
                 )
-                .col_expr(invoice::Column::PaymentRef, reference.into())
+                .col_expr(invoice::Column::PaymentRef, reference)
                 .col_expr(
                     invoice::Column::NextAttemptAt,
                     Expr::value(None::<DateTime<Utc>>),

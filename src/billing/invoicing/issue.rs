@@ -22,6 +22,7 @@ use super::super::codes::{
     Code, EventKind, InvoiceKind, InvoiceStatus, ProductKind, SubscriptionStatus, parse,
 };
 use super::super::credit::{self, CreditReason, Move};
+use super::super::db::per_row;
 use super::super::documents::number;
 use super::super::error::{BillingError, BillingResult};
 use super::super::events::{NewEvent, record_many};
@@ -176,16 +177,15 @@ pub(crate) async fn insert_invoices(
     let issued: Vec<&Planned> = planned.iter().filter(|p| stored.contains(&p.id)).collect();
     // Numbered only once certain to be issued, in issuing order: none is taken for nothing.
     let numbers = number::next_numbers(db, issued.len()).await?;
-    if let Some(first) = issued.first() {
-        let mut number = Expr::case(
-            invoice::Column::Id.eq(first.id),
-            Expr::value(numbers[0].clone()),
-        );
-        for (p, n) in issued.iter().zip(&numbers).skip(1) {
-            number = number.case(invoice::Column::Id.eq(p.id), Expr::value(n.clone()));
-        }
+    if let Some(number) = per_row(
+        invoice::Column::Id,
+        issued
+            .iter()
+            .zip(&numbers)
+            .map(|(p, n)| (p.id, Expr::value(n.clone()))),
+    ) {
         invoice::Entity::update_many()
-            .col_expr(invoice::Column::Number, number.into())
+            .col_expr(invoice::Column::Number, number)
             .filter(invoice::Column::Id.is_in(issued.iter().map(|p| p.id)))
             .exec(db)
             .await?;
@@ -764,20 +764,19 @@ async fn move_markers(
     let markers: Vec<(Uuid, i32)> = markers
         .map(|(id, m)| (id, i32::try_from(m).unwrap_or(i32::MAX)))
         .collect();
-    let Some(((first, m), rest)) = markers.split_first() else {
-        return Ok(());
-    };
     let forward = |m: i32| -> Expr {
         Expr::case(subscription::Column::NextBoundary.lt(m), Expr::value(m))
             .finally(Expr::col(subscription::Column::NextBoundary))
             .into()
     };
-    let mut value = Expr::case(subscription::Column::Id.eq(*first), forward(*m));
-    for (id, m) in rest {
-        value = value.case(subscription::Column::Id.eq(*id), forward(*m));
-    }
+    let Some(value) = per_row(
+        subscription::Column::Id,
+        markers.iter().map(|(id, m)| (*id, forward(*m))),
+    ) else {
+        return Ok(());
+    };
     subscription::Entity::update_many()
-        .col_expr(subscription::Column::NextBoundary, value.into())
+        .col_expr(subscription::Column::NextBoundary, value)
         .filter(subscription::Column::Id.is_in(markers.iter().map(|(id, _)| *id)))
         .exec(db)
         .await?;
