@@ -171,6 +171,8 @@ impl CallOutcome for String {}
 impl CallOutcome for () {}
 impl CallOutcome for CheckoutSession {}
 impl CallOutcome for HostedSession {}
+/// A batch of charges: each answer is counted where it settles the invoice.
+impl CallOutcome for Vec<Result<PaymentOutcome, ProviderError>> {}
 impl CallOutcome for PaymentOutcome {
     fn outcome(&self) -> &'static str {
         match self {

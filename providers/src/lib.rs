@@ -172,6 +172,24 @@ pub trait PaymentProvider: Send + Sync {
         r: DetailsRequest,
     ) -> Result<HostedSession, ProviderError>;
     async fn charge(&self, r: ChargeRequest) -> Result<PaymentOutcome, ProviderError>;
+    /// Several charges, answered in the order asked, each exactly as `charge` would answer
+    /// it (a key asked twice is one charge). The default sends them one after another; a
+    /// provider that takes them together overrides this and [`Self::charges_in_batches`].
+    async fn charge_many(
+        &self,
+        requests: Vec<ChargeRequest>,
+    ) -> Vec<Result<PaymentOutcome, ProviderError>> {
+        let mut answers = Vec::with_capacity(requests.len());
+        for r in requests {
+            answers.push(self.charge(r).await);
+        }
+        answers
+    }
+    /// Whether [`Self::charge_many`] takes a batch in about the time of one charge: the
+    /// caller then sends its charges in batches rather than many single ones at once.
+    fn charges_in_batches(&self) -> bool {
+        false
+    }
     async fn payment_status(&self, provider_ref: &str) -> Result<PaymentOutcome, ProviderError>;
     /// Gives money back. Like `charge`: an answer that may not have reached the provider is
     /// `Unknown`, and the same idempotency key never refunds twice.

@@ -1229,14 +1229,26 @@ async fn another_process_on_the_same_store_serves_and_pays_the_checkout() {
 }
 
 /// A [`MemoryStore`] that lets other tasks run before each read and write, as a database
-/// round trip would: racing requests then interleave between reading a record and saving it.
+/// round trip would (racing requests then interleave between reading a record and saving
+/// it), and counts those round trips.
 #[derive(Default)]
-struct YieldingStore(MemoryStore);
+struct YieldingStore(MemoryStore, std::sync::atomic::AtomicUsize);
+
+impl YieldingStore {
+    async fn round_trip(&self) {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::task::yield_now().await;
+    }
+    /// The round trips since the last call.
+    fn round_trips(&self) -> usize {
+        self.1.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 #[async_trait::async_trait]
 impl SandboxStore for YieldingStore {
     async fn get(&self, kind: RecordKind, id: &str) -> Result<Option<Versioned>, StoreError> {
-        tokio::task::yield_now().await;
+        self.round_trip().await;
         self.0.get(kind, id).await
     }
     async fn insert(
@@ -1245,7 +1257,7 @@ impl SandboxStore for YieldingStore {
         id: &str,
         value: &serde_json::Value,
     ) -> Result<bool, StoreError> {
-        tokio::task::yield_now().await;
+        self.round_trip().await;
         self.0.insert(kind, id, value).await
     }
     async fn update(
@@ -1255,8 +1267,24 @@ impl SandboxStore for YieldingStore {
         value: &serde_json::Value,
         expected_version: i64,
     ) -> Result<bool, StoreError> {
-        tokio::task::yield_now().await;
+        self.round_trip().await;
         self.0.update(kind, id, value, expected_version).await
+    }
+    async fn get_many(
+        &self,
+        kind: RecordKind,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Versioned>, StoreError> {
+        self.round_trip().await;
+        self.0.get_many(kind, ids).await
+    }
+    async fn insert_many(
+        &self,
+        kind: RecordKind,
+        records: &[(String, serde_json::Value)],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.round_trip().await;
+        self.0.insert_many(kind, records).await
     }
 }
 
@@ -1310,4 +1338,119 @@ async fn two_processes_racing_on_one_checkout_give_one_winner() {
     sessions.dedup();
     assert_eq!(sessions.len(), paid.len(), "a session was paid twice");
     assert!(paid.len() >= 10, "every double payment paid once");
+}
+
+#[tokio::test]
+async fn a_batch_of_charges_answers_each_as_one_charge_would_in_three_store_calls() {
+    let store = Arc::new(YieldingStore::default());
+    let h = Harness::start_on(store.clone()).await;
+    assert!(h.provider.charges_in_batches());
+    let mut customers = Vec::new();
+    for (n, card) in [
+        Some("4242424242424242"),
+        Some("4000000000000002"),
+        Some("4000000000000077"),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cus = h
+            .provider
+            .upsert_customer(&CustomerInfo {
+                customer_id: format!("batch-{n}"),
+                provider_ref: None,
+                name: format!("Customer {n}"),
+                email: format!("c{n}@example.com"),
+                phone: None,
+            })
+            .await
+            .unwrap();
+        if let Some(card) = card {
+            save_card(&h, &cus, card).await;
+        }
+        customers.push(cus);
+    }
+    let [good, declining, pending_card, cardless] = &customers[..] else {
+        unreachable!()
+    };
+
+    // Four new keys: the keys claimed in one write, the cards read in one, the charges
+    // stored in one, whatever the batch's size.
+    store.round_trips();
+    let batch = vec![
+        charge_request(good, "k-good"),
+        charge_request(declining, "k-declined"),
+        charge_request(pending_card, "k-pending"),
+        charge_request(cardless, "k-cardless"),
+    ];
+    let answers: Vec<PaymentOutcome> = h
+        .provider
+        .charge_many(batch.clone())
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(store.round_trips(), 3);
+    let refs: Vec<String> = answers
+        .iter()
+        .map(|a| match a {
+            PaymentOutcome::Succeeded { provider_ref }
+            | PaymentOutcome::Pending { provider_ref }
+            | PaymentOutcome::Failed {
+                provider_ref: Some(provider_ref),
+                ..
+            } => provider_ref.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            succeeded(&refs[0]),
+            failed(&refs[1], "card declined"),
+            pending(&refs[2]),
+            failed(&refs[3], "no payment method"),
+        ]
+    );
+    for (r, answer) in refs.iter().zip(&answers) {
+        assert_eq!(&h.provider.payment_status(r).await.unwrap(), answer);
+    }
+
+    // The same keys again, one by one: the same charges, nothing charged twice.
+    for (request, answer) in batch.iter().zip(&answers) {
+        assert_eq!(&h.provider.charge(request.clone()).await.unwrap(), answer);
+    }
+
+    // A batch that repeats a key, reuses another customer's key, and asks what cannot be
+    // charged: each answered as calls one after another would be.
+    let mut negative = charge_request(good, "k-negative");
+    negative.amount = dec!(-1);
+    let answers = h
+        .provider
+        .charge_many(vec![
+            charge_request(good, "k-new"),
+            charge_request(good, "k-new"),
+            charge_request(cardless, "k-good"),
+            charge_request(good, ""),
+            negative,
+            charge_request(good, "k-good"),
+        ])
+        .await;
+    let fresh = answers[0].as_ref().unwrap().clone();
+    assert!(
+        matches!(fresh, PaymentOutcome::Succeeded { .. }),
+        "{fresh:?}"
+    );
+    assert_eq!(answers[1].as_ref().unwrap(), &fresh);
+    assert_eq!(answers[5].as_ref().unwrap(), &succeeded(&refs[0]));
+    let reasons: Vec<String> = answers.into_iter().skip(2).take(3).map(rejected).collect();
+    assert_eq!(
+        reasons,
+        [
+            "idempotency key already used for another customer",
+            "idempotency key is required",
+            "amount must not be negative",
+        ]
+    );
 }

@@ -84,7 +84,8 @@ impl Billing {
         // Subscribed before the task starts, so the caller cannot miss its end.
         let receiver = runs.subscribe();
         let billing = Arc::clone(self);
-        tokio::spawn(async move {
+        // A counted request (BILLING_DEBUG_STATEMENTS) counts the run it started.
+        super::db::spawn_counted(async move {
             let result = billing.run_clock().await;
             let finished = ClockRun {
                 finished_at: Some(Utc::now()),

@@ -284,6 +284,18 @@ impl TestApp {
 
     /// [`Self::gql_as`] and the statements the request ran.
     pub async fn counted(&self, token: Option<&str>, query: &str, variables: Value) -> (Gql, u64) {
+        let (res, ours, _) = self.counted_with_provider(token, query, variables).await;
+        (res, ours)
+    }
+
+    /// [`Self::counted`], and apart from those the statements of the sandbox provider's own
+    /// records (a real provider keeps them elsewhere).
+    pub async fn counted_with_provider(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> (Gql, u64, u64) {
         let mut req = self
             .client
             .post(format!("{}/graphql", self.base))
@@ -293,14 +305,21 @@ impl TestApp {
         }
         let res = req.send().await.expect("request sent");
         let status = res.status().as_u16();
-        let statements = res
-            .headers()
-            .get("x-sql-statements")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .expect("the test server counts each request's statements");
+        let count = |name: &str| -> u64 {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!("the test server counts each request's statements ({name})")
+                })
+        };
+        let (statements, provider) = (
+            count("x-sql-statements"),
+            count("x-sql-statements-provider"),
+        );
         let body = res.json::<Value>().await.unwrap_or(Value::Null);
-        (Gql { status, body }, statements)
+        (Gql { status, body }, statements, provider)
     }
 
     pub async fn admin(&self, query: &str, variables: Value) -> Gql {

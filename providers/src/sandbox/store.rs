@@ -8,7 +8,7 @@
 //! loser reads the record again and decides anew. Amounts inside records are decimal
 //! strings, never JSON numbers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -89,6 +89,37 @@ pub trait SandboxStore: Send + Sync {
         value: &Value,
         expected_version: i64,
     ) -> Result<bool, StoreError>;
+    /// The records of one kind with these ids, by id (missing ones are absent): one read
+    /// where the store can. The default reads them one by one.
+    async fn get_many(
+        &self,
+        kind: RecordKind,
+        ids: &[String],
+    ) -> Result<HashMap<String, Versioned>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.get(kind, id).await? {
+                found.insert(id.clone(), r);
+            }
+        }
+        Ok(found)
+    }
+    /// Creates each record at version 1 unless one with its id exists (that one is left
+    /// alone), and returns the ids it created: one write where the store can. Each record is
+    /// its own decision; the default inserts them one by one.
+    async fn insert_many(
+        &self,
+        kind: RecordKind,
+        records: &[(String, Value)],
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut created = HashSet::with_capacity(records.len());
+        for (id, value) in records {
+            if self.insert(kind, id, value).await? {
+                created.insert(id.clone());
+            }
+        }
+        Ok(created)
+    }
 }
 
 /// A [`SandboxStore`] in process memory: the same semantics as a database, but it forgets

@@ -63,21 +63,48 @@ impl Billing {
                 .into_iter()
                 .map(|r| ((r.customer_id, r.provider), r.provider_ref))
                 .collect();
-            let attempts = due.into_iter().filter_map(|inv| {
-                let sub = subs.get(&inv.subscription_id)?;
-                let customer = customers.get(&sub.customer_id)?;
+            // Fresh charges through a provider that takes batches go together; the others
+            // (and questions about charges sent before) a few at a time. No write is held
+            // meanwhile: a provider may write its own records.
+            let mut batches: HashMap<
+                &str,
+                Vec<(invoice::Model, &subscription::Model, ChargeRequest)>,
+            > = HashMap::new();
+            let mut singles = Vec::new();
+            for inv in due {
+                let Some(sub) = subs.get(&inv.subscription_id) else {
+                    continue;
+                };
+                let Some(customer) = customers.get(&sub.customer_id) else {
+                    continue;
+                };
                 let known = refs.get(&(customer.id, sub.provider.clone())).cloned();
-                Some(async move {
-                    let outcome = self.attempt_charge(&inv, sub, customer, known).await;
-                    (inv, sub, outcome)
-                })
-            });
-            // Every charge of the batch first (no write is held meanwhile: a provider may
-            // write its own records), then one transaction settles them all.
-            let outcomes: Vec<_> = stream::iter(attempts)
+                let batched = self
+                    .providers
+                    .get(&sub.provider)
+                    .is_ok_and(|p| p.charges_in_batches());
+                match known {
+                    Some(customer_ref) if batched && inv.payment_ref.is_none() => {
+                        log_attempt(&inv, sub);
+                        let request = charge_request(&inv, customer_ref);
+                        batches
+                            .entry(sub.provider.as_str())
+                            .or_default()
+                            .push((inv, sub, request));
+                    }
+                    known => singles.push(async move {
+                        let outcome = self.attempt_charge(&inv, sub, customer, known).await;
+                        (inv, sub, outcome)
+                    }),
+                }
+            }
+            let mut outcomes: Vec<_> = stream::iter(singles)
                 .buffer_unordered(COLLECT_CONCURRENCY)
                 .collect()
                 .await;
+            for (name, batch) in batches {
+                outcomes.extend(self.charge_batch(name, batch).await);
+            }
             self.settle_invoices(outcomes).await?;
         }
         Ok(())
@@ -95,9 +122,7 @@ impl Billing {
         let unknown = || PaymentOutcome::Unknown {
             provider_ref: inv.payment_ref.clone(),
         };
-        tracing::info!(invoice = %inv.id, subscription = %sub.id, amount = %inv.amount_due.0,
-            currency = inv.currency, attempt = inv.attempts + 1, asking = inv.payment_ref.is_some(),
-            "invoice charge attempted");
+        log_attempt(inv, sub);
         let Ok(provider) = self.providers.get(&sub.provider) else {
             return unknown();
         };
@@ -127,32 +152,53 @@ impl Billing {
                     self.provider_timeout,
                     provider.name(),
                     "charge",
-                    provider.charge(ChargeRequest {
-                        customer_ref,
-                        amount: inv.amount_due.0,
-                        currency: inv.currency.clone(),
-                        description: format!(
-                            "Invoice {} ({} – {})",
-                            inv.id,
-                            inv.period_start.date_naive(),
-                            inv.period_end.date_naive()
-                        ),
-                        // Unchanged until the attempt settles, so a resend is the same charge.
-                        idempotency_key: format!("invoice-{}-attempt-{}", inv.id, inv.attempts + 1),
-                    }),
+                    provider.charge(charge_request(inv, customer_ref)),
                 )
                 .await
             }
         };
-        match result {
-            Ok(outcome) => outcome,
-            Err(ProviderError::Rejected(reason)) if inv.payment_ref.is_none() => {
-                PaymentOutcome::Failed {
-                    provider_ref: None,
-                    reason,
-                }
+        outcome_of(inv, result)
+    }
+
+    /// Fresh charges of one batch through `provider` (one that takes batches), in one call
+    /// with the timeout of one: if that passes, every outcome of the batch is unknown, and
+    /// each charge is sent again later under its key.
+    async fn charge_batch<'s>(
+        &self,
+        provider: &str,
+        batch: Vec<(invoice::Model, &'s subscription::Model, ChargeRequest)>,
+    ) -> Vec<(invoice::Model, &'s subscription::Model, PaymentOutcome)> {
+        let mut invoices = Vec::with_capacity(batch.len());
+        let mut requests = Vec::with_capacity(batch.len());
+        for (inv, sub, request) in batch {
+            invoices.push((inv, sub));
+            requests.push(request);
+        }
+        let answers = match self.providers.get(provider) {
+            Ok(p) => {
+                within(self.provider_timeout, p.name(), "charge_many", async {
+                    Ok(p.charge_many(requests).await)
+                })
+                .await
             }
-            Err(_) => unknown(),
+            Err(e) => Err(e),
+        };
+        match answers {
+            Ok(answers) if answers.len() == invoices.len() => invoices
+                .into_iter()
+                .zip(answers)
+                .map(|((inv, sub), answer)| {
+                    let outcome = outcome_of(&inv, answer);
+                    (inv, sub, outcome)
+                })
+                .collect(),
+            _ => invoices
+                .into_iter()
+                .map(|(inv, sub)| {
+                    let outcome = outcome_of(&inv, Err(ProviderError::Timeout));
+                    (inv, sub, outcome)
+                })
+                .collect(),
         }
     }
 
@@ -306,5 +352,48 @@ impl Billing {
         txn.commit().await?;
         self.announce_events();
         Ok(())
+    }
+}
+
+fn log_attempt(inv: &invoice::Model, sub: &subscription::Model) {
+    tracing::info!(invoice = %inv.id, subscription = %sub.id, amount = %inv.amount_due.0,
+        currency = inv.currency, attempt = inv.attempts + 1, asking = inv.payment_ref.is_some(),
+        "invoice charge attempted");
+}
+
+/// The charge of an invoice's current attempt: its amount due, under a key that stays the
+/// same until the attempt settles, so a resend is the same charge.
+fn charge_request(inv: &invoice::Model, customer_ref: String) -> ChargeRequest {
+    ChargeRequest {
+        customer_ref,
+        amount: inv.amount_due.0,
+        currency: inv.currency.clone(),
+        description: format!(
+            "Invoice {} ({} – {})",
+            inv.id,
+            inv.period_start.date_naive(),
+            inv.period_end.date_naive()
+        ),
+        idempotency_key: format!("invoice-{}-attempt-{}", inv.id, inv.attempts + 1),
+    }
+}
+
+/// What a provider's answer means for an attempt. Errors that leave it unclear whether
+/// money moved are `Unknown`; a refusal of a fresh charge is a failure of this attempt.
+fn outcome_of(
+    inv: &invoice::Model,
+    answer: Result<PaymentOutcome, ProviderError>,
+) -> PaymentOutcome {
+    match answer {
+        Ok(outcome) => outcome,
+        Err(ProviderError::Rejected(reason)) if inv.payment_ref.is_none() => {
+            PaymentOutcome::Failed {
+                provider_ref: None,
+                reason,
+            }
+        }
+        Err(_) => PaymentOutcome::Unknown {
+            provider_ref: inv.payment_ref.clone(),
+        },
     }
 }
