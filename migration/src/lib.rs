@@ -15,6 +15,7 @@ mod m20261201_000011_name_service_keys;
 mod m20261201_000012_items_timing_and_credits;
 mod m20261201_000013_outbound_webhooks;
 mod m20261201_000014_invoice_numbers;
+mod m20261201_000015_clock_scan_order;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_items_timing_and_credits::Migration),
             Box::new(m20261201_000013_outbound_webhooks::Migration),
             Box::new(m20261201_000014_invoice_numbers::Migration),
+            Box::new(m20261201_000015_clock_scan_order::Migration),
         ]
     }
 }

@@ -67,6 +67,17 @@ pub fn per_row<C: sea_orm::ColumnTrait>(
     Some(case.into())
 }
 
+/// Rows after `(a, b)` in `(col_a, col_b)` order: a keyset cursor, as a row-value
+/// comparison that both engines answer from an index ending in those columns.
+pub fn after<A: sea_orm::ColumnTrait, B: sea_orm::ColumnTrait>(
+    (col_a, a): (A, sea_orm::Value),
+    (col_b, b): (B, sea_orm::Value),
+) -> sea_orm::sea_query::Expr {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    Expr::tuple([col_a.into_expr(), col_b.into_expr()])
+        .gt(Expr::tuple([Expr::value(a), Expr::value(b)]))
+}
+
 #[derive(Clone)]
 pub struct Db {
     conn: DatabaseConnection,
@@ -168,5 +179,32 @@ impl Db {
         };
         let txn = self.conn.begin().await?;
         Ok(WriteTxn { txn, _guard: guard })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::Db;
+
+    /// `.cargo/config.toml` builds SQLite with the query planner stability guarantee: a
+    /// bound LIMIT (every SeaORM `.one()`) must not make SQLite prepare the statement again
+    /// on each execution.
+    #[tokio::test]
+    async fn sqlite_is_built_with_a_stable_query_plan() {
+        let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+        let options: Vec<String> = db
+            .conn()
+            .query_all_raw(Statement::from_string(
+                db.backend(),
+                "PRAGMA compile_options",
+            ))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "{options:?}");
     }
 }

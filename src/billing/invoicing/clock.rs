@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::{customer, subscription, subscription_phase};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
 };
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::super::Billing;
 use super::super::codes::{Code, EventKind, SubscriptionStatus, parse};
-use super::super::db::per_row;
+use super::super::db::{self, per_row};
 use super::super::error::{BillingError, BillingResult};
 use super::super::events::{NewEvent, record_many};
 use super::super::items::versions_of;
@@ -29,68 +29,72 @@ impl Billing {
     /// batches in id order, so a run visits each at most once and its memory stays flat.
     pub async fn run_invoicing(&self) -> BillingResult<usize> {
         let now = self.clock.now();
-        let catalog = self.catalog();
         let mut issued = 0;
-        let mut after: Option<Uuid> = None;
-        loop {
-            let mut q = subscription::Entity::find()
-                .filter(
-                    subscription::Column::Status.is_in(
-                        BILLED
-                            .iter()
-                            .chain([&SubscriptionStatus::Canceled])
-                            .map(|s| s.code()),
-                    ),
-                )
-                .filter(subscription::Column::NextBillingAt.lte(now))
-                .order_by_asc(subscription::Column::Id)
-                .limit(CLOCK_BATCH);
-            if let Some(last) = after {
-                q = q.filter(subscription::Column::Id.gt(last));
+        // Status by status, each in (due time, id) order from its index: one range read
+        // per batch. A subscription moved to a later status with its visit still due is
+        // met again there, further on: each visit moves it forward.
+        for status in BILLED.iter().chain([&SubscriptionStatus::Canceled]) {
+            let mut after: Option<(DateTime<Utc>, Uuid)> = None;
+            loop {
+                let due = due_subscriptions(*status, now, after)
+                    .all(self.db.conn())
+                    .await?;
+                let Some(last) = due.last() else { break };
+                after = Some((last.next_billing_at, last.id));
+                issued += self.invoice_batch(&due, now).await?;
             }
-            let due = q.all(self.db.conn()).await?;
-            let Some(last) = due.last() else { break };
-            after = Some(last.id);
-            let customers = self
-                .customers_by_id(due.iter().map(|s| s.customer_id))
-                .await?;
-            let versions = versions_of(self.db.conn(), due.iter().map(|s| s.id)).await?;
-            let batch: Vec<Due<'_>> = due
-                .iter()
-                .map(|sub| {
-                    Ok(Due {
-                        sub,
-                        customer: customers
-                            .get(&sub.customer_id)
-                            .ok_or_else(|| BillingError::not_found("customer", sub.customer_id))?,
-                        versions: versions.get(&sub.id),
-                    })
-                })
-                .collect::<BillingResult<_>>()?;
-            // Phases of the live ones, with their specs.
-            let specs: Vec<Option<Vec<PhaseSpec>>> = batch
-                .iter()
-                .map(|d| {
-                    (d.sub.status != SubscriptionStatus::Canceled.code())
-                        .then(|| catalog.plan(d.sub.plan_id).map(|p| p.phase_specs()))
-                        .flatten()
-                })
-                .collect();
-            self.record_phase_changes(&batch, &specs, now).await?;
-            let billed = self.bill_subscriptions(&batch, now).await?;
-            let mut schedule = Vec::with_capacity(batch.len());
-            for ((d, specs), (n, next)) in batch.iter().zip(&specs).zip(billed) {
-                issued += n;
-                let phase_change = specs
-                    .as_deref()
-                    .and_then(|s| next_phase_change(s, d.customer.billing_start, now));
-                schedule.push((d.sub.id, phase_change.map_or(next, |p| Ord::min(p, next))));
-            }
-            let txn = self.db.write().await?;
-            schedule_visits(&*txn, schedule).await?;
-            txn.commit().await?;
         }
         self.collect_due().await?;
+        Ok(issued)
+    }
+
+    /// One batch of due subscriptions: their phase changes, their invoices, their next
+    /// visits. Returns the invoices issued.
+    async fn invoice_batch(
+        &self,
+        due: &[subscription::Model],
+        now: DateTime<Utc>,
+    ) -> BillingResult<usize> {
+        let catalog = self.catalog();
+        let customers = self
+            .customers_by_id(due.iter().map(|s| s.customer_id))
+            .await?;
+        let versions = versions_of(self.db.conn(), due.iter().map(|s| s.id)).await?;
+        let batch: Vec<Due<'_>> = due
+            .iter()
+            .map(|sub| {
+                Ok(Due {
+                    sub,
+                    customer: customers
+                        .get(&sub.customer_id)
+                        .ok_or_else(|| BillingError::not_found("customer", sub.customer_id))?,
+                    versions: versions.get(&sub.id),
+                })
+            })
+            .collect::<BillingResult<_>>()?;
+        // Phases of the live ones, with their specs.
+        let specs: Vec<Option<Vec<PhaseSpec>>> = batch
+            .iter()
+            .map(|d| {
+                (d.sub.status != SubscriptionStatus::Canceled.code())
+                    .then(|| catalog.plan(d.sub.plan_id).map(|p| p.phase_specs()))
+                    .flatten()
+            })
+            .collect();
+        self.record_phase_changes(&batch, &specs, now).await?;
+        let billed = self.bill_subscriptions(&batch, now).await?;
+        let mut issued = 0;
+        let mut schedule = Vec::with_capacity(batch.len());
+        for ((d, specs), (n, next)) in batch.iter().zip(&specs).zip(billed) {
+            issued += n;
+            let phase_change = specs
+                .as_deref()
+                .and_then(|s| next_phase_change(s, d.customer.billing_start, now));
+            schedule.push((d.sub.id, phase_change.map_or(next, |p| Ord::min(p, next))));
+        }
+        let txn = self.db.write().await?;
+        schedule_visits(&*txn, schedule).await?;
+        txn.commit().await?;
         Ok(issued)
     }
 
@@ -201,6 +205,28 @@ impl Billing {
         txn.commit().await?;
         self.announce_events();
         Ok(())
+    }
+}
+
+/// The next batch of subscriptions in `status` whose visit is due at `now`, after the last
+/// one read: a range of `subscription_clock_scan_idx`.
+pub(super) fn due_subscriptions(
+    status: SubscriptionStatus,
+    now: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+) -> Select<subscription::Entity> {
+    let q = subscription::Entity::find()
+        .filter(subscription::Column::Status.eq(status.code()))
+        .filter(subscription::Column::NextBillingAt.lte(now))
+        .order_by_asc(subscription::Column::NextBillingAt)
+        .order_by_asc(subscription::Column::Id)
+        .limit(CLOCK_BATCH);
+    match after {
+        Some((at, id)) => q.filter(db::after(
+            (subscription::Column::NextBillingAt, at.into()),
+            (subscription::Column::Id, id.into()),
+        )),
+        None => q,
     }
 }
 

@@ -11,14 +11,14 @@ use futures_util::{StreamExt, stream};
 use providers::{ChargeRequest, PaymentOutcome, ProviderError};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use super::super::Billing;
 use super::super::codes::{Code, EventKind, InvoiceStatus, SubscriptionStatus};
-use super::super::db::per_row;
+use super::super::db::{self, per_row};
 use super::super::error::BillingResult;
 use super::super::events::{NewEvent, record_many};
 use super::super::gateway::within;
@@ -32,19 +32,12 @@ impl Billing {
     /// sent again under the same idempotency key: never charged twice.
     pub(super) async fn collect_due(&self) -> BillingResult<()> {
         let now = self.clock.now();
-        let mut after: Option<Uuid> = None;
+        // In (attempt time, id) order from its index: one range read per batch.
+        let mut after: Option<(Option<DateTime<Utc>>, Uuid)> = None;
         loop {
-            let mut q = invoice::Entity::find()
-                .filter(invoice::Column::Status.eq(InvoiceStatus::Open.code()))
-                .filter(invoice::Column::NextAttemptAt.lte(now))
-                .order_by_asc(invoice::Column::Id)
-                .limit(CLOCK_BATCH);
-            if let Some(last) = after {
-                q = q.filter(invoice::Column::Id.gt(last));
-            }
-            let due = q.all(self.db.conn()).await?;
+            let due = due_invoices(now, after).all(self.db.conn()).await?;
             let Some(last) = due.last() else { break };
-            after = Some(last.id);
+            after = Some((last.next_attempt_at, last.id));
             let subs: HashMap<Uuid, subscription::Model> = subscription::Entity::find()
                 .filter(subscription::Column::Id.is_in(due.iter().map(|i| i.subscription_id)))
                 .all(self.db.conn())
@@ -352,6 +345,27 @@ impl Billing {
         txn.commit().await?;
         self.announce_events();
         Ok(())
+    }
+}
+
+/// The next batch of open invoices whose attempt is due at `now`, after the last one read:
+/// a range of `invoice_collection_scan_idx`.
+pub(super) fn due_invoices(
+    now: DateTime<Utc>,
+    after: Option<(Option<DateTime<Utc>>, Uuid)>,
+) -> Select<invoice::Entity> {
+    let q = invoice::Entity::find()
+        .filter(invoice::Column::Status.eq(InvoiceStatus::Open.code()))
+        .filter(invoice::Column::NextAttemptAt.lte(now))
+        .order_by_asc(invoice::Column::NextAttemptAt)
+        .order_by_asc(invoice::Column::Id)
+        .limit(CLOCK_BATCH);
+    match after {
+        Some((at, id)) => q.filter(db::after(
+            (invoice::Column::NextAttemptAt, at.into()),
+            (invoice::Column::Id, id.into()),
+        )),
+        None => q,
     }
 }
 

@@ -7,6 +7,8 @@
 mod clock;
 mod collect;
 pub(crate) mod issue;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::{invoice, invoice_line, subscription};
