@@ -54,21 +54,28 @@ async fn subscribe_events(ws: &mut Ws, args: &str) {
     .unwrap();
 }
 
-/// The next `next` payload (or error), within five seconds.
-async fn next_event(ws: &mut Ws) -> Value {
+/// The next protocol message (a text frame), parsed, within five seconds.
+async fn next_text(ws: &mut Ws) -> Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
-            .expect("an event within 5 s")
+            .expect("a message within 5 s")
             .expect("socket open")
             .expect("frame");
         if let Message::Text(text) = msg {
-            let v: Value = serde_json::from_str(&text).unwrap();
-            match v["type"].as_str() {
-                Some("next") => return v["payload"].clone(),
-                Some("error") => return json!({ "errors": v["payload"] }),
-                _ => continue,
-            }
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// The next `next` payload (or error), within five seconds.
+async fn next_event(ws: &mut Ws) -> Value {
+    loop {
+        let v = next_text(ws).await;
+        match v["type"].as_str() {
+            Some("next") => return v["payload"].clone(),
+            Some("error") => return json!({ "errors": v["payload"] }),
+            _ => continue,
         }
     }
 }
@@ -611,21 +618,14 @@ async fn subscribe_with(ws: &mut Ws, id: &str, query: &str) {
 /// The next `next` message: (id, the event).
 async fn next_message(ws: &mut Ws) -> (String, Value) {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a message within 5 s")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = msg {
-            let v: Value = serde_json::from_str(&text).unwrap();
-            assert_ne!(v["type"], "error", "{v}");
-            if v["type"] == "next" {
-                assert!(v["payload"].get("errors").is_none(), "{v}");
-                return (
-                    v["id"].as_str().unwrap().to_owned(),
-                    v["payload"]["data"]["billingEvents"].clone(),
-                );
-            }
+        let v = next_text(ws).await;
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] == "next" {
+            assert!(v["payload"].get("errors").is_none(), "{v}");
+            return (
+                v["id"].as_str().unwrap().to_owned(),
+                v["payload"]["data"]["billingEvents"].clone(),
+            );
         }
     }
 }
