@@ -229,6 +229,12 @@ impl Application {
                 async move { billing.run_event_hub().await }
             }),
             tokio::spawn(self.billing.clone().run_webhooks()),
+            tokio::spawn(
+                self.billing
+                    .db
+                    .clone()
+                    .run_checkpoints(crate::billing::db::CHECKPOINT_EVERY),
+            ),
             tokio::spawn(listen_for_events(
                 self.billing.clone(),
                 self.database_url.clone(),

@@ -20,6 +20,7 @@ mod pricing;
 mod proration;
 mod sandbox_state;
 mod schema;
+mod storage;
 mod stripe;
 mod subscriptions;
 mod usage;
