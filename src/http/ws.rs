@@ -181,19 +181,22 @@ const MAX_FRAMES_PER_WRITE: usize = 64;
 /// A subscribe message being run: its id, the generation of that id, and the outcome.
 type Opening = BoxFuture<'static, (String, u64, Opened)>;
 
-/// The scheduling niceness of the websocket runtime's threads (Linux: per thread), above
-/// the HTTP workers' 0: when the CPUs are busy, a query or mutation runs before the
+/// How much nicer (Linux: per thread) the websocket runtime's threads are than the
+/// thread that starts them: when the CPUs are busy, a query or mutation runs before the
 /// fan-out of its events, which catches up in the gaps.
 const WS_NICENESS: i32 = 10;
 
-/// Lowers the calling thread's CPU priority to [`WS_NICENESS`] (where the system has
+/// Lowers the calling thread's CPU priority by [`WS_NICENESS`] (where the system has
 /// per-thread niceness; elsewhere nothing happens).
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: setpriority reads no memory of ours; on Linux, PRIO_PROCESS with
-        // `who` 0 is the calling thread.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WS_NICENESS) };
+        // SAFETY: getpriority and setpriority read no memory of ours; on Linux,
+        // PRIO_PROCESS with `who` 0 is the calling thread.
+        let rc = unsafe {
+            let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+            libc::setpriority(libc::PRIO_PROCESS, 0, (now + WS_NICENESS).min(19))
+        };
         if rc != 0 {
             tracing::debug!(error = %std::io::Error::last_os_error(), "websocket thread keeps its priority");
         }

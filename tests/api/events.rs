@@ -823,3 +823,41 @@ async fn queries_over_a_websocket_answer_and_complete() {
         json!({ "type": "complete", "id": "bad" })
     );
 }
+
+/// Websockets are served on a thread of their own at a lower CPU priority than the HTTP
+/// workers (Linux niceness, per thread): on a busy CPU, queries and mutations run before
+/// the fan-out of their events.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn websockets_run_on_a_thread_below_the_http_workers() {
+    let app = TestApp::spawn().await;
+    let (_ws, ack) = connect(&app.base, Some(ADMIN_TOKEN)).await;
+    assert!(is_ack(&ack), "{ack:?}");
+    // Field 19 of /proc/…/stat is the niceness; the name before it is in parentheses.
+    let niceness = |stat: &str| -> i64 {
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        after_name
+            .split_whitespace()
+            .nth(16)
+            .and_then(|n| n.parse().ok())
+            .expect("a niceness in /proc/…/stat")
+    };
+    let mut ws_threads = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        if name.trim() == "billing-ws" {
+            ws_threads.push(niceness(&stat));
+        }
+    }
+    let own = niceness(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+    assert!(
+        !ws_threads.is_empty(),
+        "no billing-ws thread in this process"
+    );
+    assert!(
+        ws_threads.iter().all(|&n| n > own),
+        "websocket threads at niceness {ws_threads:?}, the test's own thread at {own}"
+    );
+}
