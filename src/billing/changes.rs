@@ -162,7 +162,7 @@ impl Billing {
             )));
         }
         let customer = self.customer_model(sub.customer_id).await?;
-        let catalog = self.catalog();
+        let catalog = self.catalog_with([sub.plan_id]).await?;
         let current = versions_of(self.db.conn(), [sub.id])
             .await?
             .remove(&sub.id)
@@ -170,7 +170,7 @@ impl Billing {
         let current_items = current.and_then(|v| v.items);
         let target = match spec {
             ChangeSpec::Plan(plan_id) => {
-                let plan = self.plan_for(who, &customer, *plan_id)?;
+                let plan = self.plan_for(who, &customer, *plan_id).await?;
                 if plan.id == sub.plan_id {
                     return Err(BillingError::invalid(
                         "the subscription is already on this plan",
@@ -451,7 +451,7 @@ impl Billing {
         customer: &customer::Model,
         plan_id: Uuid,
     ) -> BillingResult<()> {
-        let catalog = self.catalog();
+        let catalog = self.catalog_with([sub.plan_id, plan_id]).await?;
         let kind_on = |id: Uuid| {
             catalog.plan(id).map(|p| {
                 let specs = p.phase_specs();

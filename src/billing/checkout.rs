@@ -526,12 +526,9 @@ impl Billing {
         plan_id: Uuid,
         customer_id: Uuid,
     ) -> BillingResult<super::phase::PhaseKind> {
-        if self.catalog().plan(plan_id).is_none() {
-            // Created on another replica since our snapshot: catch up rather than fail.
-            self.refresh_catalog_if_changed().await?;
-        }
         let plan = self
-            .catalog()
+            .catalog_with([plan_id])
+            .await?
             .plan(plan_id)
             .cloned()
             .ok_or_else(|| BillingError::not_found("plan", plan_id))?;

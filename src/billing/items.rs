@@ -253,8 +253,15 @@ impl super::Billing {
         &self,
         ids: &[Uuid],
     ) -> BillingResult<HashMap<Uuid, Vec<SubscriptionItem>>> {
-        let catalog = self.catalog();
         let versions = versions_of(self.db.conn(), ids.iter().copied()).await?;
+        let catalog = self
+            .catalog_with(
+                versions
+                    .values()
+                    .filter_map(|l| l.last())
+                    .map(|v| v.plan_id),
+            )
+            .await?;
         let mut out = HashMap::new();
         for (id, list) in versions {
             let Some(latest) = list.last() else { continue };

@@ -66,7 +66,7 @@ impl Billing {
             .order_by_desc(subscription::Column::CreatedAt)
             .one(self.db.conn())
             .await?;
-        let catalog = self.catalog();
+        let catalog = self.catalog_with(live.iter().map(|s| s.plan_id)).await?;
         let plan = match &live {
             Some(s) => catalog.plan(s.plan_id).cloned(),
             None => catalog.default_plan().cloned(),

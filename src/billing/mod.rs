@@ -43,6 +43,7 @@ use std::sync::{Arc, RwLock};
 
 use sea_orm::DbErr;
 use tokio::sync::Mutex;
+use uuid::Uuid;
 
 pub use access::Principal;
 pub use catalog::Catalog;
@@ -124,6 +125,9 @@ impl Billing {
     pub async fn run_clock(&self) -> BillingResult<jobs::JobReport> {
         let _one_at_a_time = self.clock_runner.lock().await;
         let started = std::time::Instant::now();
+        // Prices and plans changed on another process count from this run on, not from
+        // our next periodic refresh.
+        self.refresh_catalog_if_changed().await?;
         let report = self.run_jobs().await;
         crate::telemetry::clock_run(report.as_ref().ok(), started.elapsed());
         report
@@ -141,6 +145,21 @@ impl Billing {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The current catalog snapshot, first brought up to date if it lacks any of `plans`:
+    /// a plan created on another process since our last refresh is known here before it
+    /// is used. A plan still missing after that is the caller's `not_found`.
+    pub(crate) async fn catalog_with(
+        &self,
+        plans: impl IntoIterator<Item = Uuid>,
+    ) -> BillingResult<Arc<Catalog>> {
+        let catalog = self.catalog();
+        if plans.into_iter().all(|id| catalog.plan(id).is_some()) {
+            return Ok(catalog);
+        }
+        self.refresh_catalog_if_changed().await?;
+        Ok(self.catalog())
     }
 
     /// Re-reads the catalog from the database and publishes it.

@@ -155,9 +155,9 @@ impl Billing {
     ) -> Result<PortalView, PageError> {
         let who = self.check_portal_link(link, signature)?;
         let customer = self.customer_model(link.customer_id).await?;
-        let catalog = self.catalog();
         let now = self.clock.now();
         let current = self.current_subscription(customer.id).await?;
+        let catalog = self.catalog_with(current.iter().map(|s| s.plan_id)).await?;
         let subscription = current.as_ref().map(|s| {
             let plan = catalog.plan(s.plan_id);
             let specs = plan.map(|p| p.phase_specs()).unwrap_or_default();
@@ -259,7 +259,7 @@ impl Billing {
                 .ok()
                 .map(|s| s.plan_id),
         };
-        let catalog = self.catalog();
+        let catalog = self.catalog_with(plan_id).await?;
         let plan = plan_id.and_then(|p| catalog.plan(p));
         Ok(CheckoutTerms {
             merchant: self.documents.merchant.name.clone(),

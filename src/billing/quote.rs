@@ -64,17 +64,19 @@ pub struct PriceMatrix {
 }
 
 impl Billing {
-    /// A plan as the caller may see it: admins see all, others the visible ones only.
-    pub fn visible_plan(&self, who: &Principal, id: Uuid) -> BillingResult<Arc<Plan>> {
-        self.catalog()
+    /// A plan as the caller may see it: admins see all, others the visible ones only. A
+    /// plan just created on another process is found here too.
+    pub async fn visible_plan(&self, who: &Principal, id: Uuid) -> BillingResult<Arc<Plan>> {
+        self.catalog_with([id])
+            .await?
             .plan(id)
             .filter(|p| who.is_admin() || p.visible_to(who.customer_id()))
             .cloned()
             .ok_or_else(|| BillingError::not_found("plan", id))
     }
 
-    pub fn quote(&self, who: &Principal, req: QuoteRequest) -> BillingResult<Quote> {
-        let plan = self.visible_plan(who, req.plan_id)?;
+    pub async fn quote(&self, who: &Principal, req: QuoteRequest) -> BillingResult<Quote> {
+        let plan = self.visible_plan(who, req.plan_id).await?;
         let product = self
             .catalog()
             .product(req.product_id)
@@ -119,27 +121,27 @@ impl Billing {
         })
     }
 
-    pub fn phase_timeline(
+    pub async fn phase_timeline(
         &self,
         who: &Principal,
         plan_id: Uuid,
         billing_start: DateTime<Utc>,
     ) -> BillingResult<Vec<PhaseWindow>> {
-        let plan = self.visible_plan(who, plan_id)?;
+        let plan = self.visible_plan(who, plan_id).await?;
         Ok(phase_timeline(
             &plan.phase_specs(),
             truncate_to_second(billing_start),
         ))
     }
 
-    pub fn price_matrix(
+    pub async fn price_matrix(
         &self,
         who: &Principal,
         plan_id: Uuid,
         currency: &str,
         region: Option<&str>,
     ) -> BillingResult<PriceMatrix> {
-        let plan = self.visible_plan(who, plan_id)?;
+        let plan = self.visible_plan(who, plan_id).await?;
         let currency = validate::currency("currency", currency)?;
         let region = validate::region(region)?;
         let catalog = self.catalog();
@@ -172,9 +174,9 @@ impl Billing {
     }
 
     /// Admin: every currency × region × tier hole of a plan, before a customer hits one.
-    pub fn catalog_gaps(&self, who: &Principal, plan_id: Uuid) -> BillingResult<Vec<CatalogGap>> {
+    pub async fn catalog_gaps(&self, who: &Principal, plan_id: Uuid) -> BillingResult<Vec<CatalogGap>> {
         who.require_admin()?;
-        let plan = self.visible_plan(who, plan_id)?;
+        let plan = self.visible_plan(who, plan_id).await?;
         let catalog = self.catalog();
         let phases: Vec<PhaseKind> = plan.phases.iter().map(|p| p.kind).collect();
         let products: Vec<Uuid> = priced_products(&plan, &catalog.products)

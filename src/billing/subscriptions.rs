@@ -248,7 +248,7 @@ impl Billing {
         cancel_url: String,
     ) -> BillingResult<Subscribed> {
         let mut customer = self.customer_model(input.customer_id).await?;
-        let plan = self.plan_for(who, &customer, input.plan_id)?;
+        let plan = self.plan_for(who, &customer, input.plan_id).await?;
         let named = input
             .items
             .as_deref()
@@ -357,21 +357,19 @@ impl Billing {
 
     /// The plan a customer may subscribe to or change to: visible to them (or to the admin
     /// acting for them), not archived, and offered in their currency.
-    pub(crate) fn plan_for(
+    pub(crate) async fn plan_for(
         &self,
         who: &Principal,
         customer: &customer::Model,
         plan_id: Uuid,
     ) -> BillingResult<Arc<Plan>> {
-        let plan = self
+        let plan = match self
             .visible_plan(&Principal::Customer(customer.id), plan_id)
-            .or_else(|e| {
-                if who.is_admin() {
-                    self.visible_plan(who, plan_id)
-                } else {
-                    Err(e)
-                }
-            })?;
+            .await
+        {
+            Err(_) if who.is_admin() => self.visible_plan(who, plan_id).await?,
+            found => found?,
+        };
         if plan.is_archived() {
             return Err(BillingError::PlanArchived(plan.id));
         }

@@ -561,7 +561,7 @@ impl CatalogQuery {
     async fn plan(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Plan>> {
         let id = uuid("id", &id)?;
         let billing = ctx.billing()?;
-        match billing.visible_plan(&ctx.principal(), id) {
+        match billing.visible_plan(&ctx.principal(), id).await {
             Ok(p) => Ok(Some(Plan(p, billing.catalog()))),
             Err(BillingError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e).gql(),
@@ -591,7 +591,7 @@ impl CatalogQuery {
             billing_start: input.billing_start,
             at: input.at,
         };
-        let q = billing.quote(&ctx.principal(), req).gql()?;
+        let q = billing.quote(&ctx.principal(), req).await.gql()?;
         let plan = Plan(q.plan.clone(), billing.catalog());
         Ok(Quote(q, plan))
     }
@@ -607,6 +607,7 @@ impl CatalogQuery {
         let windows = ctx
             .billing()?
             .phase_timeline(&ctx.principal(), id, billing_start)
+            .await
             .gql()?;
         Ok(windows.into_iter().map(Into::into).collect())
     }
@@ -623,6 +624,7 @@ impl CatalogQuery {
         let billing = ctx.billing()?;
         let m = billing
             .price_matrix(&ctx.principal(), id, &currency, region.as_deref())
+            .await
             .gql()?;
         let plan = Plan(m.plan.clone(), billing.catalog());
         Ok(PriceMatrix(m, plan))
@@ -636,8 +638,8 @@ impl CatalogQuery {
     ) -> async_graphql::Result<Vec<CatalogGap>> {
         let id = uuid("planId", &plan_id)?;
         let billing = ctx.billing()?;
+        let gaps = billing.catalog_gaps(&ctx.principal(), id).await.gql()?;
         let cat = billing.catalog();
-        let gaps = billing.catalog_gaps(&ctx.principal(), id).gql()?;
         Ok(gaps
             .into_iter()
             .map(|g| CatalogGap {

@@ -41,7 +41,7 @@ impl Subscription {
             .map(Customer))
     }
     async fn plan(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Plan>> {
-        let cat = ctx.billing()?.catalog();
+        let cat = ctx.billing()?.catalog_with([self.0.plan_id]).await.gql()?;
         Ok(cat
             .plan(self.0.plan_id)
             .map(|p| Plan(p.clone(), cat.clone())))
@@ -49,7 +49,8 @@ impl Subscription {
     /// The phase in force now, from the customer's billing start.
     async fn current_phase(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<PhaseKind>> {
         let billing = ctx.billing()?;
-        let Some(plan) = billing.catalog().plan(self.0.plan_id).cloned() else {
+        let catalog = billing.catalog_with([self.0.plan_id]).await.gql()?;
+        let Some(plan) = catalog.plan(self.0.plan_id).cloned() else {
             return Ok(None);
         };
         let loader = ctx.data::<Loaders>()?.customers();

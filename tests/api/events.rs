@@ -229,32 +229,112 @@ async fn two_clocks_record_one_phase_change_on_postgres() {
         "4242424242424242",
     )
     .await;
-    let to = (start + chrono::TimeDelta::days(15)).to_rfc3339();
-    let client = reqwest::Client::new();
-    let advance = |base: String| {
-        let (client, to) = (client.clone(), to.clone());
-        async move {
-            client
-                .post(format!("{base}/graphql"))
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&json!({ "query": "mutation($t: DateTime!) { advanceClock(to: $t) }", "variables": { "t": to } }))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
+    let to = start + chrono::TimeDelta::days(15);
+    let advance = |base: String| advance_on(base, to);
     let (a, b) = tokio::join!(advance(app.base.clone()), advance(replica.base.clone()));
-    assert!(a.is_success() && b.is_success());
+    assert!(a && b);
     // And once more each, as later ticks would.
     let (a, b) = tokio::join!(advance(app.base.clone()), advance(replica.base.clone()));
-    assert!(a.is_success() && b.is_success());
+    assert!(a && b);
     let kinds = crate::subscriptions::event_kinds(&app, &customer).await;
     assert_eq!(
         kinds.iter().filter(|k| *k == "PHASE_CHANGED").count(),
         1,
         "{kinds:?}"
     );
+}
+
+/// A GraphQL request to the server at `base`: the answer's body.
+async fn gql_at(base: &str, token: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Moves the test clock of the server at `base` to `to` and waits for its run; whether
+/// it answered without an error.
+async fn advance_on(base: String, to: chrono::DateTime<chrono::Utc>) -> bool {
+    let query = "mutation($t: DateTime!) { advanceClock(to: $t) }";
+    let body = gql_at(&base, ADMIN_TOKEN, query, json!({ "t": to.to_rfc3339() })).await;
+    body.get("errors").is_none() && body["data"]["advanceClock"].is_string()
+}
+
+/// A plan created on one process is subscribed to at once through another, before that
+/// one's 2 s catalog refresh: the subscription is made, with its plan and phase, and its
+/// checkout page names the plan.
+#[tokio::test]
+async fn another_process_subscribes_to_a_plan_created_elsewhere() {
+    let app = TestApp::spawn().await;
+    let other = app.another_process().await;
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    let plan = app
+        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
+        .await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let body = gql_at(
+        &other.base,
+        &token,
+        "mutation($i: CreateSubscriptionInput!) { createSubscription(input: $i) {
+            subscription { plan { name } currentPhase } checkout { url } } }",
+        crate::subscriptions::subscribe_input(&customer, &plan, None),
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let out = &body["data"]["createSubscription"];
+    assert_eq!(out["subscription"]["plan"]["name"], "Pro");
+    assert_eq!(out["subscription"]["currentPhase"], "TRIAL");
+    let page = reqwest::get(out["checkout"]["url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Pro"), "{page}");
+}
+
+/// A plan created on one process and a subscription to it that another process's clock
+/// meets first, before its 2 s catalog refresh: that clock still records the phase
+/// change, and visits the subscription again at the next one, not only at the period's end.
+#[tokio::test]
+async fn another_process_clock_knows_a_plan_created_elsewhere() {
+    let app = TestApp::spawn().await;
+    let other = app.another_process().await;
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    let plan = app
+        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
+        .await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let start = app.billing.clock.now();
+    let out = subscribe(&app, &token, &customer, &plan).await;
+    pay(
+        &app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    assert!(advance_on(other.base.clone(), start + chrono::TimeDelta::days(15)).await);
+    let phases = || async {
+        crate::subscriptions::event_kinds(&app, &customer)
+            .await
+            .into_iter()
+            .filter(|k| k == "PHASE_CHANGED")
+            .count()
+    };
+    assert_eq!(phases().await, 1, "trial → discount on the other process");
+    // The discount ends a month later: the other clock meets that crossing too.
+    let later =
+        start + chrono::TimeDelta::days(14) + chrono::Months::new(1) + chrono::TimeDelta::hours(1);
+    assert!(advance_on(other.base.clone(), later).await);
+    assert_eq!(phases().await, 2, "discount → final on the other process");
 }
 
 #[tokio::test]

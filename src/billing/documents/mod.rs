@@ -255,7 +255,7 @@ impl Billing {
             .one(db)
             .await?
             .map(|s| s.plan_id);
-        let catalog = self.catalog();
+        let catalog = self.catalog_with(plan_id).await?;
         Ok(InvoiceDocument {
             id,
             number,

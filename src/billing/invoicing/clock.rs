@@ -55,7 +55,8 @@ impl Billing {
         due: &[subscription::Model],
         now: DateTime<Utc>,
     ) -> BillingResult<usize> {
-        let catalog = self.catalog();
+        // Plans created on another process since our refresh are known before billing.
+        let catalog = self.catalog_with(due.iter().map(|s| s.plan_id)).await?;
         let customers = self
             .customers_by_id(due.iter().map(|s| s.customer_id))
             .await?;
@@ -72,15 +73,20 @@ impl Billing {
                 })
             })
             .collect::<BillingResult<_>>()?;
-        // Phases of the live ones, with their specs.
+        // Phases of the live ones, with their specs. A live subscription's plan is never
+        // skipped: without it, its phase change would go unrecorded.
         let specs: Vec<Option<Vec<PhaseSpec>>> = batch
             .iter()
             .map(|d| {
-                (d.sub.status != SubscriptionStatus::Canceled.code())
-                    .then(|| catalog.plan(d.sub.plan_id).map(|p| p.phase_specs()))
-                    .flatten()
+                if d.sub.status == SubscriptionStatus::Canceled.code() {
+                    return Ok(None);
+                }
+                let plan = catalog
+                    .plan(d.sub.plan_id)
+                    .ok_or_else(|| BillingError::not_found("plan", d.sub.plan_id))?;
+                Ok(Some(plan.phase_specs()))
             })
-            .collect();
+            .collect::<BillingResult<_>>()?;
         self.record_phase_changes(&batch, &specs, now).await?;
         let billed = self.bill_subscriptions(&batch, now).await?;
         let mut issued = 0;
