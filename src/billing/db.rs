@@ -90,6 +90,10 @@ pub struct WalCheckpoint {
     pub copied: i64,
 }
 
+/// Pages of a connection's cache before a write transaction spills dirty ones into the
+/// log: 4,096 pages of 4 KiB.
+const SPILL_AFTER_PAGES: &str = "4096";
+
 #[derive(Clone)]
 pub struct Db {
     conn: DatabaseConnection,
@@ -133,6 +137,11 @@ impl Db {
                     .busy_timeout(Duration::from_secs(10))
                     // No commit copies the log back itself: see [`Db::run_checkpoints`].
                     .pragma("wal_autocheckpoint", "0")
+                    // A transaction's dirty pages stay in memory up to 16 MiB before they
+                    // spill into the log mid-transaction (and are read back from it): a
+                    // 1,000-record usage batch dirties about 2,000 index pages, four times
+                    // the 2 MiB cache. The cache shrinks back to its size at commit.
+                    .pragma("cache_spill", SPILL_AFTER_PAGES)
             });
         if url.starts_with("sqlite:") {
             // A SQLite connection is a file on a thread of this process: a ping finds nothing
@@ -299,5 +308,40 @@ mod tests {
         assert_eq!(done.copied, done.logged, "{done:?}");
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A write transaction larger than the page cache (1,000 pages against its 500) keeps
+    /// its dirty pages in memory until it commits: nothing reaches the log before, to be
+    /// written again and read back from it.
+    #[tokio::test]
+    async fn a_transaction_keeps_its_pages_until_it_commits() {
+        let dir = std::env::temp_dir().join(format!("billing-spill-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("spill.db");
+        let db = Db::connect(&format!("sqlite://{}?mode=rwc", path.display()), 2)
+            .await
+            .unwrap();
+        let sql = |sql: &str| Statement::from_string(db.backend(), sql.to_owned());
+        db.conn()
+            .execute_raw(sql("CREATE TABLE pages (body BLOB)"))
+            .await
+            .unwrap();
+        let log = path.with_extension("db-wal");
+        let logged = || std::fs::metadata(&log).map_or(0, |m| m.len());
+        let before = logged();
+        let txn = db.write().await.unwrap();
+        txn.execute_raw(sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+             INSERT INTO pages SELECT randomblob(4000) FROM n",
+        ))
+        .await
+        .unwrap();
+        let during = logged();
+        txn.commit().await.unwrap();
+        let after = logged();
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(during, before, "the transaction spilled into the log");
+        assert!(after > before + 4_000_000, "{before} → {after}");
     }
 }
