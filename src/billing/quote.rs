@@ -174,7 +174,11 @@ impl Billing {
     }
 
     /// Admin: every currency × region × tier hole of a plan, before a customer hits one.
-    pub async fn catalog_gaps(&self, who: &Principal, plan_id: Uuid) -> BillingResult<Vec<CatalogGap>> {
+    pub async fn catalog_gaps(
+        &self,
+        who: &Principal,
+        plan_id: Uuid,
+    ) -> BillingResult<Vec<CatalogGap>> {
         who.require_admin()?;
         let plan = self.visible_plan(who, plan_id).await?;
         let catalog = self.catalog();

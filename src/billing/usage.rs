@@ -2,15 +2,16 @@
 //! running counter reading: the usage is its rise since the previous reading, and a
 //! reading that went down is a reset whose usage is the reading itself.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entity::{Dec, subscription, usage_record};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -258,25 +259,15 @@ impl Billing {
                 .map_err(at_index(i))?;
             subs.push(sub);
         }
-        // Two concurrent batches (on PostgreSQL) may write the same fresh key: the loser's
-        // insert fails as a whole, and a second pass finds the winner's records.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.write_usage_batch(&inputs, &checked, &subs, now).await {
-                Err(BillingError::Db(e))
-                    if attempts < 3
-                        && matches!(
-                            e.sql_err(),
-                            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                        ) => {}
-                other => return other,
-            }
-        }
+        self.write_usage_batch(&inputs, &checked, &subs, now).await
     }
 
-    /// One attempt of [`Self::record_usage_batch`]: existing keys, counters' previous
-    /// readings and one multi-row insert, in one write transaction.
+    /// The write of [`Self::record_usage_batch`], in one write transaction: the counters'
+    /// stored keys and previous readings, then one multi-row insert that skips a key
+    /// already stored; only the records it skipped (replays, or a concurrent batch's
+    /// records on PostgreSQL) are then read, to answer them or refuse a reused key. (A
+    /// counter's record skipped so was computed from the same reading as the stored one,
+    /// so the rises after it stand.)
     async fn write_usage_batch(
         &self,
         inputs: &[NewUsage],
@@ -284,47 +275,25 @@ impl Billing {
         subs: &[&Subscription],
         now: DateTime<Utc>,
     ) -> BillingResult<Vec<Usage>> {
+        let at_index =
+            |i: usize| move |e: BillingError| BillingError::invalid(format!("records[{i}]: {e}"));
+        let pair_of = |i: usize| Some((subs[i].id, inputs[i].idempotency_key.clone()?));
         let txn = self.db.write().await?;
-        // The records stored under the batch's (subscription, key) pairs: one index lookup
-        // per pair. (A filter on the subscriptions and on the keys apart made SQLite probe
-        // every subscription with every key: a million lookups for a batch of 1,000.)
-        let mut pairs: Vec<(Uuid, &str)> = inputs
-            .iter()
-            .zip(subs)
-            .filter_map(|(u, s)| Some((s.id, u.idempotency_key.as_deref()?)))
-            .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut by_key: HashMap<(Uuid, String), usage_record::Model> = HashMap::new();
-        for chunk in pairs.chunks(KEY_PAIRS_PER_READ) {
-            let wanted = chunk.iter().fold(Condition::any(), |any, (sub, key)| {
-                any.add(
-                    Condition::all()
-                        .add(usage_record::Column::SubscriptionId.eq(*sub))
-                        .add(usage_record::Column::IdempotencyKey.eq(*key)),
-                )
-            });
-            for m in usage_record::Entity::find()
-                .filter(wanted)
-                .all(&*txn)
-                .await?
-            {
-                if let Some(k) = m.idempotency_key.clone() {
-                    by_key.insert((m.subscription_id, k), m);
-                }
-            }
-        }
+        // A counter's replay must be known before its reading is compared with the next
+        // ones, so counters' keys are read first; a plain record's replay shows up as a
+        // row the insert skipped, which spares the common case (fresh keys) the read.
+        let counters = (0..inputs.len()).filter(|&i| checked[i].product.aggregated_usage);
+        let mut by_key = stored_under(&*txn, counters.filter_map(pair_of)).await?;
         // Each counter's latest reading (when, and its value), read once and then carried
         // through the batch.
         let mut last_reading: HashMap<(Uuid, Uuid), Option<Reading>> = HashMap::new();
         let mut answers = Vec::with_capacity(inputs.len());
         let mut fresh = Vec::new();
         for (i, ((input, c), sub)) in inputs.iter().zip(checked).zip(subs).enumerate() {
-            let at_index = |e: BillingError| BillingError::invalid(format!("records[{i}]: {e}"));
-            if let Some(key) = &input.idempotency_key
-                && let Some(existing) = by_key.get(&(sub.id, key.clone()))
+            if let Some(pair) = pair_of(i)
+                && let Some(existing) = by_key.get(&pair)
             {
-                answers.push(same_or_reused(existing.clone(), input, c.at).map_err(at_index)?);
+                answers.push(same_or_reused(existing.clone(), input, c.at).map_err(at_index(i))?);
                 continue;
             }
             let (quantity, reading) = if c.product.aggregated_usage {
@@ -340,7 +309,7 @@ impl Billing {
                 }
                 let previous = last_reading.get(&pair).copied().flatten();
                 if previous.is_some_and(|(at, _)| at > c.at) {
-                    return Err(at_index(BillingError::invalid(
+                    return Err(at_index(i)(BillingError::invalid(
                         "counter readings must be recorded in time order",
                     )));
                 }
@@ -363,19 +332,44 @@ impl Billing {
                 idempotency_key: input.idempotency_key.clone(),
                 created_at: now,
             };
-            if let Some(key) = &input.idempotency_key {
+            if let Some(pair) = pair_of(i) {
                 // A second record under this key in the batch replays this one.
-                by_key.insert((sub.id, key.clone()), m.clone());
+                by_key.insert(pair, m.clone());
             }
             answers.push(Usage::from(m.clone()));
             fresh.push(m);
         }
-        if !fresh.is_empty() {
-            usage_record::Entity::insert_many(
-                fresh.into_iter().map(usage_record::ActiveModel::from),
-            )
-            .exec_without_returning(&*txn)
-            .await?;
+        if fresh.is_empty() {
+            txn.commit().await?;
+            return Ok(answers);
+        }
+        let ids: HashSet<Uuid> = fresh.iter().map(|m| m.id).collect();
+        let inserted: HashSet<Uuid> = match usage_record::Entity::insert_many(
+            fresh.into_iter().map(usage_record::ActiveModel::from),
+        )
+        .on_conflict_do_nothing_on([
+            usage_record::Column::SubscriptionId,
+            usage_record::Column::IdempotencyKey,
+        ])
+        .exec_with_returning_keys(&*txn)
+        .await?
+        {
+            sea_orm::TryInsertResult::Inserted(keys) => keys.into_iter().collect(),
+            _ => HashSet::new(),
+        };
+        if inserted.len() < ids.len() {
+            // Keys stored before (or by a concurrent batch): each record under one of them
+            // answers what is stored, or refuses the batch if its input differs.
+            let skipped = (0..inputs.len())
+                .filter(|&i| ids.contains(&answers[i].id) && !inserted.contains(&answers[i].id))
+                .filter_map(pair_of);
+            let stored = stored_under(&*txn, skipped).await?;
+            for (i, answer) in answers.iter_mut().enumerate() {
+                if let Some(existing) = pair_of(i).and_then(|p| stored.get(&p)) {
+                    *answer = same_or_reused(existing.clone(), &inputs[i], checked[i].at)
+                        .map_err(at_index(i))?;
+                }
+            }
         }
         txn.commit().await?;
         Ok(answers)
@@ -411,6 +405,35 @@ impl Billing {
             .map(Usage::from)
             .collect())
     }
+}
+
+/// The records stored under (subscription, idempotency key) pairs: one index lookup per
+/// pair, [`KEY_PAIRS_PER_READ`] pairs a statement. (A filter on the subscriptions and on
+/// the keys apart made SQLite probe every subscription with every key: a million lookups
+/// for a batch of 1,000.)
+async fn stored_under(
+    db: &impl ConnectionTrait,
+    pairs: impl IntoIterator<Item = (Uuid, String)>,
+) -> BillingResult<HashMap<(Uuid, String), usage_record::Model>> {
+    let mut pairs: Vec<(Uuid, String)> = pairs.into_iter().collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut by_key = HashMap::new();
+    for chunk in pairs.chunks(KEY_PAIRS_PER_READ) {
+        let wanted = chunk.iter().fold(Condition::any(), |any, (sub, key)| {
+            any.add(
+                Condition::all()
+                    .add(usage_record::Column::SubscriptionId.eq(*sub))
+                    .add(usage_record::Column::IdempotencyKey.eq(key.as_str())),
+            )
+        });
+        for m in usage_record::Entity::find().filter(wanted).all(db).await? {
+            if let Some(k) = m.idempotency_key.clone() {
+                by_key.insert((m.subscription_id, k), m);
+            }
+        }
+    }
+    Ok(by_key)
 }
 
 /// Usage is recorded only on a subscription that is paid up.
