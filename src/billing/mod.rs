@@ -36,6 +36,7 @@ pub mod sandbox_store;
 pub mod schedule;
 pub mod subscriptions;
 pub mod usage;
+mod usage_intake;
 pub mod validate;
 pub mod webhooks;
 
@@ -79,6 +80,7 @@ pub struct Billing {
     events: tokio::sync::broadcast::Sender<()>,
     hub: events::EventHub,
     outbox: outbound_webhooks::Dispatcher,
+    usage_intake: usage_intake::UsageIntake,
 }
 
 /// What the domain is made of, besides its database and clock.
@@ -118,6 +120,7 @@ impl Billing {
             events: tokio::sync::broadcast::channel(1024).0,
             hub: events::EventHub::default(),
             outbox: outbound_webhooks::Dispatcher::new(settings.webhook_timeout)?,
+            usage_intake: Default::default(),
         })
     }
 

@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use entity::{Dec, subscription, usage_record};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
 };
 use uuid::Uuid;
 
@@ -124,35 +123,30 @@ impl Billing {
         let now = self.clock.now();
         let Checked { product, value, at } = self.check_usage(&input, now)?;
         // A counter's replay must be found before its reading is compared with newer ones;
-        // a plain record's replay shows up as the key's unique violation below, which
-        // spares the common case (a fresh key) a statement.
+        // a plain record's replay shows up as a row its insert skipped, which spares the
+        // common case (a fresh key) a statement.
         if product.aggregated_usage
             && let Some(key) = &input.idempotency_key
             && let Some(existing) = self.usage_by_key(sub.id, key).await?
         {
             return same_or_reused(existing, &input, at);
         }
-        let record = |quantity: Decimal, reading: Option<Decimal>| usage_record::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            subscription_id: Set(sub.id),
-            customer_id: Set(sub.customer_id),
-            product_id: Set(product.id),
-            quantity: Set(Dec(quantity)),
-            reading: Set(reading.map(Dec)),
-            at: Set(at),
-            idempotency_key: Set(input.idempotency_key.clone()),
-            created_at: Set(now),
+        let record = |quantity: Decimal, reading: Option<Decimal>| usage_record::Model {
+            id: Uuid::now_v7(),
+            subscription_id: sub.id,
+            customer_id: sub.customer_id,
+            product_id: product.id,
+            quantity: Dec(quantity),
+            reading: reading.map(Dec),
+            at,
+            idempotency_key: input.idempotency_key.clone(),
+            created_at: now,
         };
         if !product.aggregated_usage {
-            // One statement, nothing read before it: it needs no transaction of its own.
-            let inserted = {
-                let _writer = self.db.writer_slot().await;
-                record(value, None).insert(self.db.conn()).await
-            };
-            return match inserted {
-                Ok(m) => Ok(m.into()),
-                Err(e) => self.replayed_or(e, sub.id, &input, at).await,
-            };
+            // Nothing read before it: written in one statement with the records of the
+            // calls waiting beside it.
+            let m = record(value, None);
+            return self.usage_intake.record(&self.db, m, input, at).await;
         }
         let txn = self.db.write().await?;
         let (quantity, reading) = {
@@ -172,7 +166,9 @@ impl Billing {
                 Some(value),
             )
         };
-        let inserted = record(quantity, reading).insert(&*txn).await;
+        let inserted = usage_record::ActiveModel::from(record(quantity, reading))
+            .insert(&*txn)
+            .await;
         match inserted {
             Ok(m) => {
                 txn.commit().await?;
@@ -344,19 +340,7 @@ impl Billing {
             return Ok(answers);
         }
         let ids: HashSet<Uuid> = fresh.iter().map(|m| m.id).collect();
-        let inserted: HashSet<Uuid> = match usage_record::Entity::insert_many(
-            fresh.into_iter().map(usage_record::ActiveModel::from),
-        )
-        .on_conflict_do_nothing_on([
-            usage_record::Column::SubscriptionId,
-            usage_record::Column::IdempotencyKey,
-        ])
-        .exec_with_returning_keys(&*txn)
-        .await?
-        {
-            sea_orm::TryInsertResult::Inserted(keys) => keys.into_iter().collect(),
-            _ => HashSet::new(),
-        };
+        let inserted = insert_skipping_stored(&*txn, fresh).await?;
         if inserted.len() < ids.len() {
             // Keys stored before (or by a concurrent batch): each record under one of them
             // answers what is stored, or refuses the batch if its input differs.
@@ -407,11 +391,34 @@ impl Billing {
     }
 }
 
+/// Inserts records in one statement, skipping each whose (subscription, key) already holds
+/// one (stored, or earlier in the statement): the ids inserted.
+pub(super) async fn insert_skipping_stored(
+    db: &impl ConnectionTrait,
+    records: Vec<usage_record::Model>,
+) -> Result<HashSet<Uuid>, sea_orm::DbErr> {
+    Ok(
+        match usage_record::Entity::insert_many(
+            records.into_iter().map(usage_record::ActiveModel::from),
+        )
+        .on_conflict_do_nothing_on([
+            usage_record::Column::SubscriptionId,
+            usage_record::Column::IdempotencyKey,
+        ])
+        .exec_with_returning_keys(db)
+        .await?
+        {
+            sea_orm::TryInsertResult::Inserted(keys) => keys.into_iter().collect(),
+            _ => HashSet::new(),
+        },
+    )
+}
+
 /// The records stored under (subscription, idempotency key) pairs: one index lookup per
 /// pair, [`KEY_PAIRS_PER_READ`] pairs a statement. (A filter on the subscriptions and on
 /// the keys apart made SQLite probe every subscription with every key: a million lookups
 /// for a batch of 1,000.)
-async fn stored_under(
+pub(super) async fn stored_under(
     db: &impl ConnectionTrait,
     pairs: impl IntoIterator<Item = (Uuid, String)>,
 ) -> BillingResult<HashMap<(Uuid, String), usage_record::Model>> {
@@ -448,7 +455,7 @@ fn require_paid(sub: &Subscription) -> BillingResult<()> {
     Ok(())
 }
 
-fn same_or_reused(
+pub(super) fn same_or_reused(
     existing: usage_record::Model,
     input: &NewUsage,
     at: DateTime<Utc>,

@@ -670,3 +670,49 @@ async fn a_plain_usage_record_costs_two_statements_and_its_replay_one_more() {
     let stored = stored_usage(&app).await;
     assert_eq!(stored.len(), 3, "the warm-up, k1 once, the unkeyed one");
 }
+
+/// Fifty `recordUsage` calls at once are written together, and each still gets its own
+/// answer: fresh keys their records, replays the record stored before, a key given by
+/// several of them one record, and a reused key its error.
+#[tokio::test]
+async fn concurrent_usage_calls_share_inserts_and_keep_their_own_answers() {
+    let app = TestApp::spawn().await;
+    let (sub, plain, _, _) = metered_subscription(&app).await;
+    let backend = app.service_token("backend").await;
+    const RECORD: &str = "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { id } }";
+    let record = |quantity: &str, key: &str| json!({ "i": { "subscriptionId": sub, "productId": plain, "quantity": quantity, "idempotencyKey": key } });
+    let before = app
+        .gql_as(Some(&backend), RECORD, record("1", "before"))
+        .await;
+    let before = before.ok()["recordUsage"]["id"].clone();
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        calls.push(record("1", &format!("fresh-{i}")));
+    }
+    calls.extend((0..5).map(|_| record("1", "before")));
+    calls.extend((0..4).map(|_| record("2", "twin")));
+    calls.push(record("9", "before"));
+    let answers = futures_util::future::join_all(
+        calls
+            .iter()
+            .map(|vars| app.counted(Some(&backend), RECORD, vars.clone())),
+    )
+    .await;
+    let id = |i: usize| answers[i].0.ok()["recordUsage"]["id"].clone();
+    let fresh: std::collections::HashSet<_> = (0..40).map(id).collect();
+    assert_eq!(fresh.len(), 40);
+    assert!(
+        (40..45).all(|i| id(i) == before),
+        "replays answer the stored record"
+    );
+    assert!(
+        (46..49).all(|i| id(i) == id(45)),
+        "one record for the key given four times"
+    );
+    assert!(!fresh.contains(&id(45)) && id(45) != before);
+    answers[49].0.expect_code("IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(stored_usage(&app).await.len(), 42);
+    // Alone, each call would read its subscription and insert: 100 statements.
+    let statements: u64 = answers.iter().map(|(_, n)| n).sum();
+    assert!(statements < 100, "{statements} statements for 50 calls");
+}
