@@ -1,7 +1,8 @@
 //! Group commit of single `recordUsage` calls: the records of plain metered products that
 //! arrive while one write is in progress are written together by the next one, in one
 //! multi-row insert. Each call still gets its own answer (its record, the record its key
-//! replays, or its own error); a lone call costs what it did alone.
+//! replays, or its own error); a lone call costs what it did alone. A call whose caller
+//! hangs up while it waits is still written by the next turn (its key makes a retry safe).
 //!
 //! On SQLite one insert is written at a time, and each is a round trip to the
 //! connection's thread and a commit: with many callers at once, the queue for the writer
