@@ -206,6 +206,26 @@ async fn events_cross_replicas_on_postgres() {
     );
 }
 
+/// A customer subscribed to a new three-phase plan (14-day trial, then a discount month),
+/// with its checkout paid: the customer, and the time it subscribed.
+async fn paid_three_phase(app: &TestApp) -> (String, chrono::DateTime<chrono::Utc>) {
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    let plan = app
+        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
+        .await;
+    let customer = app.create_customer("c").await;
+    let token = app.customer_token(&customer).await;
+    let start = app.billing.clock.now();
+    let out = subscribe(app, &token, &customer, &plan).await;
+    pay(
+        &app,
+        out["checkout"]["url"].as_str().unwrap(),
+        "4242424242424242",
+    )
+    .await;
+    (customer, start)
+}
+
 /// Two processes run their billing clocks against one PostgreSQL database: a phase
 /// crossing is recorded once.
 #[tokio::test]
@@ -215,20 +235,7 @@ async fn two_clocks_record_one_phase_change_on_postgres() {
         .replica()
         .await
         .expect("a PostgreSQL-only test: run it with TEST_DATABASE_URL=postgres://…");
-    let container = app.create_product("Container", "PACKAGE", None).await;
-    let plan = app
-        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
-        .await;
-    let customer = app.create_customer("c").await;
-    let token = app.customer_token(&customer).await;
-    let start = app.billing.clock.now();
-    let out = subscribe(&app, &token, &customer, &plan).await;
-    pay(
-        &app,
-        out["checkout"]["url"].as_str().unwrap(),
-        "4242424242424242",
-    )
-    .await;
+    let (customer, start) = paid_three_phase(&app).await;
     let to = start + chrono::TimeDelta::days(15);
     let advance = |base: String| advance_on(base, to);
     let (a, b) = tokio::join!(advance(app.base.clone()), advance(replica.base.clone()));
@@ -307,20 +314,7 @@ async fn another_process_subscribes_to_a_plan_created_elsewhere() {
 async fn another_process_clock_knows_a_plan_created_elsewhere() {
     let app = TestApp::spawn().await;
     let other = app.another_process().await;
-    let container = app.create_product("Container", "PACKAGE", None).await;
-    let plan = app
-        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
-        .await;
-    let customer = app.create_customer("c").await;
-    let token = app.customer_token(&customer).await;
-    let start = app.billing.clock.now();
-    let out = subscribe(&app, &token, &customer, &plan).await;
-    pay(
-        &app,
-        out["checkout"]["url"].as_str().unwrap(),
-        "4242424242424242",
-    )
-    .await;
+    let (customer, start) = paid_three_phase(&app).await;
     assert!(advance_on(other.base.clone(), start + chrono::TimeDelta::days(15)).await);
     let phases = || async {
         crate::subscriptions::event_kinds(&app, &customer)
@@ -609,20 +603,7 @@ async fn shutdown_closes_websockets_with_1001_and_exits_promptly() {
 #[tokio::test]
 async fn concurrent_clock_runs_in_one_process_take_turns() {
     let app = TestApp::spawn().await;
-    let container = app.create_product("Container", "PACKAGE", None).await;
-    let plan = app
-        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
-        .await;
-    let customer = app.create_customer("c").await;
-    let token = app.customer_token(&customer).await;
-    let start = app.billing.clock.now();
-    let out = subscribe(&app, &token, &customer, &plan).await;
-    pay(
-        &app,
-        out["checkout"]["url"].as_str().unwrap(),
-        "4242424242424242",
-    )
-    .await;
+    let (customer, start) = paid_three_phase(&app).await;
     let to = (start + chrono::TimeDelta::days(45)).to_rfc3339();
     let runs = (0..12).map(|_| {
         app.admin(
