@@ -218,7 +218,7 @@ async fn paid_three_phase(app: &TestApp) -> (String, chrono::DateTime<chrono::Ut
     let start = app.billing.clock.now();
     let out = subscribe(app, &token, &customer, &plan).await;
     pay(
-        &app,
+        app,
         out["checkout"]["url"].as_str().unwrap(),
         "4242424242424242",
     )
