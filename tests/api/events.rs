@@ -182,10 +182,7 @@ async fn admins_watch_everyone_and_bad_tokens_are_refused() {
 #[tokio::test]
 async fn events_cross_replicas_on_postgres() {
     let app = TestApp::spawn().await;
-    let replica = app
-        .replica()
-        .await
-        .expect("a PostgreSQL-only test: run it with TEST_DATABASE_URL=postgres://…");
+    let replica = app.replica().await;
     let (plan, _) = monthly_plan(&app, "0").await;
     let customer = app.create_customer("c").await;
     let (mut ws, ack) = connect(&replica.base, Some(ADMIN_TOKEN)).await;
@@ -231,10 +228,7 @@ async fn paid_three_phase(app: &TestApp) -> (String, chrono::DateTime<chrono::Ut
 #[tokio::test]
 async fn two_clocks_record_one_phase_change_on_postgres() {
     let app = TestApp::spawn().await;
-    let replica = app
-        .replica()
-        .await
-        .expect("a PostgreSQL-only test: run it with TEST_DATABASE_URL=postgres://…");
+    let replica = app.replica().await;
     let (customer, start) = paid_three_phase(&app).await;
     let to = start + chrono::TimeDelta::days(15);
     let advance = |base: String| advance_on(base, to);
@@ -465,10 +459,7 @@ async fn revoking_a_key_closes_its_websockets_with_4403() {
 #[tokio::test]
 async fn revocation_reaches_every_replica_within_a_second_on_postgres() {
     let app = TestApp::spawn().await;
-    let replica = app
-        .replica()
-        .await
-        .expect("this test needs TEST_DATABASE_URL=postgres://… (two replicas)");
+    let replica = app.replica().await;
     let customer = app.create_customer("c").await;
     let (key, token) = issue_key(&app, &customer).await;
     let (mut ws, ack) = connect(&replica.base, Some(&token)).await;

@@ -195,12 +195,14 @@ impl TestApp {
         }
     }
 
-    /// A second server process on the same PostgreSQL database (None on SQLite).
-    pub async fn replica(&self) -> Option<Replica> {
-        if !self.on_postgres() {
-            return None;
-        }
-        Some(self.another_process().await)
+    /// A second server process on the same PostgreSQL database; on SQLite the test fails.
+    pub async fn replica(&self) -> Replica {
+        // A PostgreSQL-only test fails on SQLite rather than passing without its check.
+        assert!(
+            self.on_postgres(),
+            "a PostgreSQL-only test: run it with TEST_DATABASE_URL=postgres://…"
+        );
+        self.another_process().await
     }
 
     /// The test's database URL (for another process on it).
