@@ -298,7 +298,10 @@ async fn another_process_subscribes_to_a_plan_created_elsewhere() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("Pro"), "{page}");
+    assert!(
+        page.contains("<p id=\"plan\">Plan: <strong>Pro</strong></p>"),
+        "{page}"
+    );
 }
 
 /// A plan created on one process and a subscription to it that another process's clock
