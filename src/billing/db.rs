@@ -9,7 +9,7 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, TransactionTrait,
+    DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -243,13 +243,28 @@ impl Db {
         }
     }
 
+    /// A write transaction. On SQLite it holds the process's writer slot and begins
+    /// `IMMEDIATE`: it takes SQLite's write lock at once, waiting (up to the busy timeout)
+    /// for another process's writer. A deferred one would take it only at its first write,
+    /// and a transaction that had read before another process committed would then fail
+    /// at once with "database is locked" (the busy timeout does not apply to it).
     pub async fn write(&self) -> Result<WriteTxn<'_>, DbErr> {
-        let guard = match &self.write_lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
+        let Some(lock) = &self.write_lock else {
+            let txn = self.conn.begin().await?;
+            return Ok(WriteTxn { txn, _guard: None });
         };
-        let txn = self.conn.begin().await?;
-        Ok(WriteTxn { txn, _guard: guard })
+        let guard = lock.lock().await;
+        let txn = self
+            .conn
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
+        Ok(WriteTxn {
+            txn,
+            _guard: Some(guard),
+        })
     }
 }
 

@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, Statement};
+use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{ADMIN_TOKEN, TestApp};
 
 /// Writes reach the database file while the server runs, without a request waiting for
 /// it: the file grows to the size SQLite reports for the database. (On PostgreSQL there
@@ -60,5 +61,78 @@ async fn a_running_server_copies_its_log_into_the_database_file() {
             in_file()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two processes on one database write at once, each transaction reading before it
+/// writes: every call succeeds, and each customer ends with one unpaid subscription (the
+/// new one, in place of the first). (On SQLite a deferred transaction that read first could not take the writer's
+/// lock once the other process had committed after that read: "database is locked" at
+/// once, whatever the busy timeout, and the call failed with INTERNAL_SERVER_ERROR.)
+#[tokio::test]
+async fn two_processes_writing_at_once_both_succeed() {
+    let app = TestApp::spawn().await;
+    let other = app.another_process().await;
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    let plan = app
+        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
+        .await;
+    let mut customers = Vec::new();
+    for i in 0..24 {
+        let c = app.create_customer(&format!("both-{i}")).await;
+        // A first subscription sets the billing start, so that each later one's
+        // transaction opens with a read (the unpaid subscriptions it replaces).
+        crate::subscriptions::subscribe(&app, ADMIN_TOKEN, &c, &plan).await;
+        customers.push(c);
+    }
+    let client = reqwest::Client::new();
+    // Each customer once, half through each process.
+    let bases = [app.base.clone(), other.base.clone()];
+    let calls = customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (bases[i % 2].clone(), c.clone()));
+    let answers = futures_util::future::join_all(calls.map(|(base, customer)| {
+        let (client, plan) = (client.clone(), plan.clone());
+        async move {
+            let body: Value = client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({
+                    "query": crate::subscriptions::SUBSCRIBE,
+                    "variables": crate::subscriptions::subscribe_input(&customer, &plan, None),
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body
+        }
+    }))
+    .await;
+    for body in &answers {
+        assert!(body.get("errors").is_none(), "{body}");
+        assert_eq!(
+            body["data"]["createSubscription"]["subscription"]["status"],
+            "INCOMPLETE"
+        );
+    }
+    for c in &customers {
+        let subs = app
+            .admin(
+                "query($c: ID!) { customer(id: $c) { subscriptions { status } } }",
+                json!({ "c": c }),
+            )
+            .await;
+        let statuses: Vec<&str> = subs.ok()["customer"]["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["status"].as_str())
+            .collect();
+        let unpaid = statuses.iter().filter(|s| **s == "INCOMPLETE").count();
+        assert_eq!(unpaid, 1, "{c}: {statuses:?}");
     }
 }

@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, three_phase_plan};
 
-const SUBSCRIBE: &str = "mutation($i: CreateSubscriptionInput!) { createSubscription(input: $i) {
+pub const SUBSCRIBE: &str =
+    "mutation($i: CreateSubscriptionInput!) { createSubscription(input: $i) {
     subscription { id status currentPhase startedAt customer { id billingStart } plan { id } }
     checkout { id url status amount currency expiresAt } } }";
 
