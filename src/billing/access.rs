@@ -318,6 +318,7 @@ impl Billing {
         token: &str,
         name: Option<String>,
     ) -> BillingResult<ApiKey> {
+        let _slot = self.db.writer_slot().await;
         let model = api_key::ActiveModel {
             id: Set(Uuid::now_v7()),
             role: Set(role.code().to_owned()),

@@ -188,7 +188,11 @@ impl Billing {
             updated_at: Set(now),
             credit_balance: Set(entity::Dec(rust_decimal::Decimal::ZERO)),
         };
-        match model.insert(self.db.conn()).await {
+        let inserted = {
+            let _slot = self.db.writer_slot().await;
+            model.insert(self.db.conn()).await
+        };
+        match inserted {
             Ok(m) => Ok(m.into()),
             // A concurrent create with the same reference won: answer with its customer.
             Err(e)
@@ -257,7 +261,10 @@ impl Billing {
         }
         am.search_text = Set(search_text(&current.external_id, &name, &email));
         am.updated_at = Set(self.clock.now());
-        let updated = am.update(self.db.conn()).await?;
+        let updated = {
+            let _slot = self.db.writer_slot().await;
+            am.update(self.db.conn()).await?
+        };
         // The providers' copies follow ours (outside any transaction; failures are logged).
         self.sync_customer_to_providers(id).await;
         Ok(updated.into())

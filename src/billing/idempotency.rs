@@ -50,6 +50,7 @@ impl Billing {
         super::validate::idempotency_key(key)?;
         // Another call holding the key finishes within its provider timeout; wait that long.
         for _ in 0..1200 {
+            let slot = self.db.writer_slot().await;
             let inserted = idempotency_key::ActiveModel {
                 scope: Set(scope.to_owned()),
                 key: Set(key.to_owned()),
@@ -60,6 +61,7 @@ impl Billing {
             }
             .insert(self.db.conn())
             .await;
+            drop(slot);
             match inserted {
                 Ok(_) => return Ok(Claim::Fresh),
                 Err(e)
@@ -93,19 +95,20 @@ impl Billing {
         key: &str,
         response: String,
     ) -> BillingResult<()> {
-        idempotency_key::ActiveModel {
+        let row = idempotency_key::ActiveModel {
             scope: Set(scope.to_owned()),
             key: Set(key.to_owned()),
             response: Set(Some(response)),
             ..Default::default()
-        }
-        .update(self.db.conn())
-        .await?;
+        };
+        let _slot = self.db.writer_slot().await;
+        row.update(self.db.conn()).await?;
         Ok(())
     }
 
     /// Forgets a key whose call failed, so that a retry can run.
     pub async fn release_idempotency(&self, scope: &str, key: &str) -> BillingResult<()> {
+        let _slot = self.db.writer_slot().await;
         idempotency_key::Entity::delete_by_id((scope.to_owned(), key.to_owned()))
             .exec(self.db.conn())
             .await?;
@@ -114,6 +117,7 @@ impl Billing {
 
     pub async fn purge_idempotency_keys(&self) -> BillingResult<u64> {
         let cutoff = self.clock.now() - KEY_LIFETIME;
+        let _slot = self.db.writer_slot().await;
         let res = idempotency_key::Entity::delete_many()
             .filter(idempotency_key::Column::CreatedAt.lt(cutoff))
             .exec(self.db.conn())

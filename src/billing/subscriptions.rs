@@ -511,6 +511,7 @@ impl Billing {
             // The final invoice at once: arrears up to now, credit for the unused advance part.
             let customer = self.customer_model(sub.customer_id).await?;
             let (_, next) = self.bill_subscription(&sub, &customer, now).await?;
+            let _slot = self.db.writer_slot().await;
             subscription::Entity::update_many()
                 .col_expr(
                     subscription::Column::NextBillingAt,
