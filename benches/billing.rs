@@ -72,16 +72,24 @@ async fn run() -> AnyResult<()> {
         let mut server = start_server(&bin, &[])?;
         wait_healthy(&client, &mut server).await?;
         let server = Arc::new(server);
-        let catalog = paid_catalog(&client, &server).await?;
-        let mut live_subscriptions = Vec::new();
-        if wanted("subscribe") || wanted("usage") {
-            live_subscriptions = subscribe_and_check_out(&client, &server, &catalog).await?;
-        }
-        if wanted("events") {
-            event_delivery(&bin, &client).await?;
-        }
-        if wanted("usage") {
-            record_usage(&client, &server, &catalog, live_subscriptions).await?;
+        let parts = async {
+            let catalog = paid_catalog(&client, &server).await?;
+            let mut live_subscriptions = Vec::new();
+            if wanted("subscribe") || wanted("usage") {
+                live_subscriptions = subscribe_and_check_out(&client, &server, &catalog).await?;
+            }
+            if wanted("events") {
+                event_delivery(&bin, &client).await?;
+            }
+            if wanted("usage") {
+                record_usage(&client, &server, &catalog, live_subscriptions).await?;
+            }
+            AnyResult::Ok(())
+        };
+        if let Err(e) = parts.await {
+            // The server's directory goes with it: show why it answered so first.
+            eprintln!("server log (tail):\n{}", server.log_tail());
+            return Err(e);
         }
     }
     if wanted("invoicing") {
