@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, Set,
+    QueryFilter, QuerySelect, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -132,7 +132,11 @@ impl Billing {
         let now = self.clock.now();
         let id = Uuid::now_v7();
         let txn = self.db.write().await?;
+        // Locked (on PostgreSQL; SQLite's writer slot serializes already): a concurrent
+        // subscribe that replaces this subscription either commits first, and the session
+        // is stored closed, or waits, and then finds the session to close.
         let sub = subscription::Entity::find_by_id(r.subscription_id)
+            .lock_exclusive()
             .one(&*txn)
             .await?
             .ok_or_else(|| BillingError::not_found("subscription", r.subscription_id))?;

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use entity::{checkout, customer, subscription};
 use providers::{DetailsRequest, PaymentProvider};
 use rust_decimal::Decimal;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -277,6 +279,15 @@ impl Billing {
             }
             .update(&*txn)
             .await?;
+        } else if self.db.backend() == sea_orm::DatabaseBackend::Postgres {
+            // One subscribe of a customer at a time (the update above locks the row too):
+            // a concurrent one then finds this one's subscription and replaces it, rather
+            // than both replacing the same older one and the second meeting ALREADY_SUBSCRIBED.
+            // (On SQLite the writer slot serializes every write transaction already.)
+            customer::Entity::find_by_id(customer.id)
+                .lock_exclusive()
+                .one(&*txn)
+                .await?;
         }
         // A customer can always try again: an unpaid subscription is replaced, not in the way.
         let replaced = self.replace_unpaid(&txn, now, customer.id).await?;

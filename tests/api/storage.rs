@@ -66,17 +66,15 @@ async fn a_running_server_copies_its_log_into_the_database_file() {
 
 /// Two processes on one database write at once, each transaction reading before it
 /// writes: every call succeeds, and each customer ends with one unpaid subscription (the
-/// new one, in place of the first). (On SQLite a deferred transaction that read first could not take the writer's
-/// lock once the other process had committed after that read: "database is locked" at
-/// once, whatever the busy timeout, and the call failed with INTERNAL_SERVER_ERROR.)
+/// new one, in place of the first). (On SQLite a deferred transaction that read first
+/// could not take the writer's lock once the other process had committed after that read:
+/// "database is locked" at once, whatever the busy timeout, and the call failed with
+/// INTERNAL_SERVER_ERROR.)
 #[tokio::test]
 async fn two_processes_writing_at_once_both_succeed() {
     let app = TestApp::spawn().await;
     let other = app.another_process().await;
-    let container = app.create_product("Container", "PACKAGE", None).await;
-    let plan = app
-        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
-        .await;
+    let plan = trial_plan(&app).await;
     let mut customers = Vec::new();
     for i in 0..24 {
         let c = app.create_customer(&format!("both-{i}")).await;
@@ -85,32 +83,14 @@ async fn two_processes_writing_at_once_both_succeed() {
         crate::subscriptions::subscribe(&app, ADMIN_TOKEN, &c, &plan).await;
         customers.push(c);
     }
-    let client = reqwest::Client::new();
     // Each customer once, half through each process.
-    let bases = [app.base.clone(), other.base.clone()];
-    let calls = customers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (bases[i % 2].clone(), c.clone()));
-    let answers = futures_util::future::join_all(calls.map(|(base, customer)| {
-        let (client, plan) = (client.clone(), plan.clone());
-        async move {
-            let body: Value = client
-                .post(format!("{base}/graphql"))
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&json!({
-                    "query": crate::subscriptions::SUBSCRIBE,
-                    "variables": crate::subscriptions::subscribe_input(&customer, &plan, None),
-                }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body
-        }
-    }))
+    let bases = [app.base.as_str(), other.base.as_str()];
+    let answers = futures_util::future::join_all(
+        customers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| subscribe_at(bases[i % 2], c, &plan)),
+    )
     .await;
     for body in &answers {
         assert!(body.get("errors").is_none(), "{body}");
@@ -120,19 +100,97 @@ async fn two_processes_writing_at_once_both_succeed() {
         );
     }
     for c in &customers {
-        let subs = app
-            .admin(
-                "query($c: ID!) { customer(id: $c) { subscriptions { status } } }",
-                json!({ "c": c }),
-            )
-            .await;
-        let statuses: Vec<&str> = subs.ok()["customer"]["subscriptions"]
-            .as_array()
-            .unwrap()
+        assert_eq!(statuses_of(&app, c).await.incomplete, 1, "{c}");
+    }
+}
+
+/// One customer subscribes twice at the same moment, once through each process: both
+/// calls answer, one subscription is left to pay, and the other's checkout cannot be paid.
+/// (On PostgreSQL both used to replace the same older subscription and the second then
+/// met the one-live-subscription index: ALREADY_SUBSCRIBED; or the first stored its
+/// checkout open after the second had replaced its subscription.)
+#[tokio::test]
+async fn one_customer_subscribing_twice_at_once_is_left_with_one_to_pay() {
+    let app = TestApp::spawn().await;
+    let other = app.another_process().await;
+    let plan = trial_plan(&app).await;
+    for i in 0..8 {
+        let c = app.create_customer(&format!("twice-{i}")).await;
+        if i % 2 == 1 {
+            // Half of them have a billing start already (and an unpaid subscription).
+            crate::subscriptions::subscribe(&app, ADMIN_TOKEN, &c, &plan).await;
+        }
+        let (a, b) = tokio::join!(
+            subscribe_at(&app.base, &c, &plan),
+            subscribe_at(&other.base, &c, &plan)
+        );
+        let mut open = 0;
+        for body in [&a, &b] {
+            assert!(body.get("errors").is_none(), "{body}");
+            let out = &body["data"]["createSubscription"];
+            match out["subscription"]["status"].as_str() {
+                Some("INCOMPLETE") => {}
+                Some("INCOMPLETE_EXPIRED") => {
+                    // Replaced by the other call: its checkout is closed, not payable.
+                    assert_ne!(out["checkout"]["status"], "OPEN", "{body}");
+                    continue;
+                }
+                other => panic!("{other:?}: {body}"),
+            }
+            open += 1;
+        }
+        let found = statuses_of(&app, &c).await;
+        assert_eq!(found.incomplete, 1, "{c}: {found:?} {a} {b}");
+        assert!(open >= 1, "{a} {b}");
+        assert_eq!(found.open_checkouts, 1, "{c}: {found:?}");
+    }
+}
+
+async fn trial_plan(app: &TestApp) -> String {
+    let container = app.create_product("Container", "PACKAGE", None).await;
+    app.create_plan(crate::helpers::three_phase_plan("Pro", &container))
+        .await
+}
+
+async fn subscribe_at(base: &str, customer: &str, plan: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({
+            "query": crate::subscriptions::SUBSCRIBE,
+            "variables": crate::subscriptions::subscribe_input(customer, plan, None),
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[derive(Debug)]
+struct Found {
+    incomplete: usize,
+    open_checkouts: usize,
+}
+
+/// A customer's unpaid subscriptions, and how many of their subscriptions' checkouts are open.
+async fn statuses_of(app: &TestApp, customer: &str) -> Found {
+    let body = app
+        .admin(
+            "query($c: ID!) { customer(id: $c) { subscriptions { status checkout { status } } } }",
+            json!({ "c": customer }),
+        )
+        .await;
+    let subs = body.ok()["customer"]["subscriptions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    Found {
+        incomplete: subs.iter().filter(|s| s["status"] == "INCOMPLETE").count(),
+        open_checkouts: subs
             .iter()
-            .filter_map(|s| s["status"].as_str())
-            .collect();
-        let unpaid = statuses.iter().filter(|s| **s == "INCOMPLETE").count();
-        assert_eq!(unpaid, 1, "{c}: {statuses:?}");
+            .filter(|s| s["checkout"]["status"] == "OPEN")
+            .count(),
     }
 }
