@@ -798,8 +798,11 @@ impl Billing {
         txn.commit().await?;
         self.reload_catalog().await?;
         // After the reload, so that the clock re-reads the phases from the new catalog.
-        super::schedule::reschedule(self.db.conn(), subscription::Column::PlanId.eq(plan_id))
-            .await?;
+        {
+            let _slot = self.db.writer_slot().await;
+            super::schedule::reschedule(self.db.conn(), subscription::Column::PlanId.eq(plan_id))
+                .await?;
+        }
         self.plan_of(plan_id)
     }
 
