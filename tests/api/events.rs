@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp};
+use crate::helpers::{ADMIN_TOKEN, TestApp, gql_at};
 use crate::subscriptions::{monthly_plan, pay, subscribe};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -243,20 +243,6 @@ async fn two_clocks_record_one_phase_change_on_postgres() {
         1,
         "{kinds:?}"
     );
-}
-
-/// A GraphQL request to the server at `base`: the answer's body.
-async fn gql_at(base: &str, token: &str, query: &str, variables: Value) -> Value {
-    reqwest::Client::new()
-        .post(format!("{base}/graphql"))
-        .bearer_auth(token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Moves the test clock of the server at `base` to `to` and waits for its run; whether

@@ -456,3 +456,17 @@ pub async fn advance(app: &TestApp, to: chrono::DateTime<chrono::Utc>) {
     .await
     .ok();
 }
+
+/// A GraphQL request to the server at `base`: the answer's body.
+pub async fn gql_at(base: &str, token: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp};
+use crate::helpers::{ADMIN_TOKEN, TestApp, gql_at};
 
 /// Writes reach the database file while the server runs, without a request waiting for
 /// it: the file grows to the size SQLite reports for the database. (On PostgreSQL there
@@ -153,19 +153,13 @@ async fn trial_plan(app: &TestApp) -> String {
 }
 
 async fn subscribe_at(base: &str, customer: &str, plan: &str) -> Value {
-    reqwest::Client::new()
-        .post(format!("{base}/graphql"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({
-            "query": crate::subscriptions::SUBSCRIBE,
-            "variables": crate::subscriptions::subscribe_input(customer, plan, None),
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    gql_at(
+        base,
+        ADMIN_TOKEN,
+        crate::subscriptions::SUBSCRIBE,
+        crate::subscriptions::subscribe_input(customer, plan, None),
+    )
+    .await
 }
 
 #[derive(Debug)]
