@@ -10,9 +10,7 @@ use chrono::{DateTime, Utc};
 use entity::{checkout, customer, subscription};
 use providers::{DetailsRequest, PaymentProvider};
 use rust_decimal::Decimal;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -270,6 +268,7 @@ impl Billing {
 
         let sub_id = Uuid::now_v7();
         let txn = self.db.write().await?;
+        one_subscribe_per_customer(&txn, customer.id).await?;
         if first_start {
             customer::ActiveModel {
                 id: Set(customer.id),
@@ -279,15 +278,6 @@ impl Billing {
             }
             .update(&*txn)
             .await?;
-        } else if self.db.backend() == sea_orm::DatabaseBackend::Postgres {
-            // One subscribe of a customer at a time (the update above locks the row too):
-            // a concurrent one then finds this one's subscription and replaces it, rather
-            // than both replacing the same older one and the second meeting ALREADY_SUBSCRIBED.
-            // (On SQLite the writer slot serializes every write transaction already.)
-            customer::Entity::find_by_id(customer.id)
-                .lock_exclusive()
-                .one(&*txn)
-                .await?;
         }
         // A customer can always try again: an unpaid subscription is replaced, not in the way.
         let replaced = self.replace_unpaid(&txn, now, customer.id).await?;
@@ -566,4 +556,30 @@ impl Billing {
         .await?;
         Ok(session.url)
     }
+}
+
+/// PostgreSQL: one subscribe of a customer at a time, until its transaction ends (a lock of
+/// its own, which only subscribes take, so that it orders nothing against the row locks of
+/// payments and the clock). A concurrent subscribe then finds this one's subscription and
+/// replaces it, rather than both replacing the same older one and the second meeting the
+/// one-live-subscription index (ALREADY_SUBSCRIBED). On SQLite the writer slot serializes
+/// every write transaction already.
+async fn one_subscribe_per_customer(
+    txn: &sea_orm::DatabaseTransaction,
+    customer_id: Uuid,
+) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    // The id's random half; two customers that share it only wait for each other.
+    let (_, random) = customer_id.as_u64_pair();
+    let key = i64::from_ne_bytes(random.to_ne_bytes());
+    txn.query_one_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DatabaseBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [key.into()],
+    ))
+    .await?;
+    Ok(())
 }
