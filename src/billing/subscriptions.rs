@@ -574,7 +574,7 @@ async fn one_subscribe_per_customer(
     }
     // The id's random half; two customers that share it only wait for each other.
     let (_, random) = customer_id.as_u64_pair();
-    let key = i64::from_ne_bytes(random.to_ne_bytes());
+    let key = random.cast_signed();
     txn.query_one_raw(sea_orm::Statement::from_sql_and_values(
         sea_orm::DatabaseBackend::Postgres,
         "SELECT pg_advisory_xact_lock($1)",
