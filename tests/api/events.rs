@@ -206,10 +206,7 @@ async fn events_cross_replicas_on_postgres() {
 /// A customer subscribed to a new three-phase plan (14-day trial, then a discount month),
 /// with its checkout paid: the customer, and the time it subscribed.
 async fn paid_three_phase(app: &TestApp) -> (String, chrono::DateTime<chrono::Utc>) {
-    let container = app.create_product("Container", "PACKAGE", None).await;
-    let plan = app
-        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
-        .await;
+    let plan = app.create_three_phase_plan().await;
     let customer = app.create_customer("c").await;
     let token = app.customer_token(&customer).await;
     let start = app.billing.clock.now();
@@ -260,10 +257,7 @@ async fn advance_on(base: String, to: chrono::DateTime<chrono::Utc>) -> bool {
 async fn another_process_subscribes_to_a_plan_created_elsewhere() {
     let app = TestApp::spawn().await;
     let other = app.another_process().await;
-    let container = app.create_product("Container", "PACKAGE", None).await;
-    let plan = app
-        .create_plan(crate::helpers::three_phase_plan("Pro", &container))
-        .await;
+    let plan = app.create_three_phase_plan().await;
     let customer = app.create_customer("c").await;
     let token = app.customer_token(&customer).await;
     let body = gql_at(

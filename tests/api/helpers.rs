@@ -380,6 +380,12 @@ impl TestApp {
             .to_owned()
     }
 
+    /// [`three_phase_plan`] "Pro" on a new "Container" package: the plan's id.
+    pub async fn create_three_phase_plan(&self) -> String {
+        let container = self.create_product("Container", "PACKAGE", None).await;
+        self.create_plan(three_phase_plan("Pro", &container)).await
+    }
+
     pub async fn create_customer(&self, external_id: &str) -> String {
         self.create_customer_with(
             json!({ "externalId": external_id, "name": "Ada", "email": "ada@example.com" }),

@@ -74,7 +74,7 @@ async fn a_running_server_copies_its_log_into_the_database_file() {
 async fn two_processes_writing_at_once_both_succeed() {
     let app = TestApp::spawn().await;
     let other = app.another_process().await;
-    let plan = trial_plan(&app).await;
+    let plan = app.create_three_phase_plan().await;
     let mut customers = Vec::new();
     for i in 0..24 {
         let c = app.create_customer(&format!("both-{i}")).await;
@@ -113,7 +113,7 @@ async fn two_processes_writing_at_once_both_succeed() {
 async fn one_customer_subscribing_twice_at_once_is_left_with_one_to_pay() {
     let app = TestApp::spawn().await;
     let other = app.another_process().await;
-    let plan = trial_plan(&app).await;
+    let plan = app.create_three_phase_plan().await;
     for i in 0..8 {
         let c = app.create_customer(&format!("twice-{i}")).await;
         if i % 2 == 1 {
@@ -144,12 +144,6 @@ async fn one_customer_subscribing_twice_at_once_is_left_with_one_to_pay() {
         assert!(open >= 1, "{a} {b}");
         assert_eq!(found.open_checkouts, 1, "{c}: {found:?}");
     }
-}
-
-async fn trial_plan(app: &TestApp) -> String {
-    let container = app.create_product("Container", "PACKAGE", None).await;
-    app.create_plan(crate::helpers::three_phase_plan("Pro", &container))
-        .await
 }
 
 async fn subscribe_at(base: &str, customer: &str, plan: &str) -> Value {
