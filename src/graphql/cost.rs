@@ -4,14 +4,18 @@
 //! refused before anything else walks it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
 };
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, Selection, SelectionSet,
+};
 use async_graphql::parser::{self, parse_query};
-use async_graphql::{ErrorExtensions, Pos, Request, ServerResult};
+use async_graphql::{ErrorExtensions, Pos, Request, ServerError, ServerResult, ValidationResult};
+
+use super::variables;
 
 use crate::billing::BillingError;
 
@@ -254,7 +258,16 @@ const CACHED_DOCUMENTS: usize = 256;
 /// for as long as it is kept. Refused and unparsable documents are not kept.
 #[derive(Default)]
 pub struct CheckedDocuments {
-    docs: RwLock<HashMap<Box<str>, ExecutableDocument>>,
+    docs: RwLock<HashMap<Box<str>, Arc<Kept>>>,
+}
+
+/// A kept document and, once one request with it passed the library's validation, that
+/// validation's result: every rule but the one on variables' values depends on the text
+/// and the schema alone, so later requests with this text have only their variables
+/// checked ([`super::variables`]).
+pub struct Kept {
+    doc: ExecutableDocument,
+    validated: OnceLock<ValidationResult>,
 }
 
 impl CheckedDocuments {
@@ -263,24 +276,33 @@ impl CheckedDocuments {
         &self,
         query: &str,
     ) -> Result<ExecutableDocument, (BillingError, Option<Pos>)> {
+        self.kept(query).map(|(doc, _)| doc)
+    }
+
+    /// The document, and its entry when it is kept.
+    fn kept(&self, query: &str) -> Result<(ExecutableDocument, Option<Arc<Kept>>), Refused> {
         if query.len() > CACHED_QUERY_BYTES {
-            return parse_and_check(query);
+            return parse_and_check(query).map(|doc| (doc, None));
         }
-        if let Some(doc) = self
+        if let Some(kept) = self
             .docs
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(query)
         {
-            return Ok(doc.clone());
+            return Ok((kept.doc.clone(), Some(kept.clone())));
         }
         let doc = parse_and_check(query)?;
+        let kept = Arc::new(Kept {
+            doc: doc.clone(),
+            validated: OnceLock::new(),
+        });
         let mut docs = self.docs.write().unwrap_or_else(|p| p.into_inner());
         if docs.len() >= CACHED_DOCUMENTS {
             docs.clear();
         }
-        docs.insert(query.into(), doc.clone());
-        Ok(doc)
+        docs.insert(query.into(), kept.clone());
+        Ok((doc, Some(kept)))
     }
 
     /// Documents kept.
@@ -292,6 +314,15 @@ impl CheckedDocuments {
         self.len() == 0
     }
 }
+
+/// Why a document was not parsed or not within the limits, and where.
+type Refused = (BillingError, Option<Pos>);
+
+/// In a request's data: the kept document's validation stands, its variables fit.
+struct Validated(ValidationResult);
+
+/// In a request's data: the kept entry that this request's validation result completes.
+struct ToValidate(Arc<Kept>);
 
 #[async_trait::async_trait]
 impl Extension for Checker {
@@ -316,16 +347,43 @@ impl Extension for Checker {
                 .unwrap_or_else(|_| {
                     Err((BillingError::invalid("the query could not be parsed"), None))
                 })
+                .map(|doc| (doc, None))
         } else {
-            self.documents.parse_and_check(&request.query)
+            self.documents.kept(&request.query)
         };
-        match checked {
-            Ok(doc) => {
-                request.set_parsed_query(doc);
-                next.run(ctx, request).await
+        let (doc, kept) = match checked {
+            Ok(found) => found,
+            Err((e, pos)) => return Err(e.extend().into_server_error(pos.unwrap_or_default())),
+        };
+        // Only a document of one operation: which operation runs does not change what its
+        // validation found.
+        if let (Some(kept), DocumentOperations::Single(operation)) = (kept, &doc.operations) {
+            match kept.validated.get() {
+                Some(result) => {
+                    let registry = &ctx.schema_env.registry;
+                    variables::check(registry, &operation.node, &request.variables)?;
+                    request.data.insert(Validated(*result));
+                }
+                None => request.data.insert(ToValidate(kept)),
             }
-            Err((e, pos)) => Err(e.extend().into_server_error(pos.unwrap_or_default())),
         }
+        request.set_parsed_query(doc);
+        next.run(ctx, request).await
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        if let Some(Validated(result)) = ctx.data_opt::<Validated>() {
+            return Ok(*result);
+        }
+        let result = next.run(ctx).await?;
+        if let Some(ToValidate(kept)) = ctx.data_opt::<ToValidate>() {
+            let _ = kept.validated.set(result);
+        }
+        Ok(result)
     }
 }
 

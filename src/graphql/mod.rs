@@ -14,6 +14,7 @@ pub mod portal;
 pub mod scalars;
 pub mod subscription;
 pub mod usage;
+pub mod variables;
 pub mod webhook;
 
 use async_graphql::{MergedObject, Schema, SchemaBuilder};

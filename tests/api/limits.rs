@@ -210,3 +210,57 @@ async fn requests_over_the_rate_limits_get_429_with_retry_after() {
         "{statuses:?}"
     );
 }
+
+/// A document is validated in full once and kept; each later request with the same text
+/// still has its variables checked before anything runs: a bad value for the second of two
+/// mutations refuses the whole request, and the first one does not run either.
+#[tokio::test]
+async fn a_kept_document_still_checks_each_requests_variables() {
+    let app = TestApp::spawn().await;
+    const TWO: &str = "mutation($a: CreateCustomerInput!, $b: CreateCustomerInput!) { \
+        a: createCustomer(input: $a) { id } b: createCustomer(input: $b) { id } }";
+    let customer = |ext: &str| json!({ "externalId": ext, "name": ext, "email": format!("{ext}@example.com") });
+    let first = app
+        .admin(TWO, json!({ "a": customer("k1"), "b": customer("k2") }))
+        .await;
+    first.ok();
+    let count = || async {
+        let res = app
+            .admin(
+                "{ customers(first: 50) { nodes { externalId } } }",
+                json!({}),
+            )
+            .await;
+        let nodes = res.ok()["customers"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        nodes.len()
+    };
+    assert_eq!(count().await, 2);
+
+    let refusals = [
+        // A number where the type says a string.
+        json!({ "externalId": "k4", "name": 5, "email": "k4@example.com" }),
+        // A field the input type does not have.
+        json!({ "externalId": "k4", "name": "k4", "email": "k4@example.com", "colour": "red" }),
+        // A required field left out.
+        json!({ "externalId": "k4", "name": "k4" }),
+        // Null for a required variable.
+        serde_json::Value::Null,
+    ];
+    for bad in refusals {
+        let res = app
+            .admin(TWO, json!({ "a": customer("k3"), "b": bad }))
+            .await;
+        assert_eq!(res.body["data"], serde_json::Value::Null, "{}", res.body);
+        res.expect_code("BAD_USER_INPUT");
+    }
+    assert_eq!(count().await, 2, "no mutation of a refused request ran");
+
+    // The same text with good values still runs.
+    app.admin(TWO, json!({ "a": customer("k3"), "b": customer("k4") }))
+        .await
+        .ok();
+    assert_eq!(count().await, 4);
+}
