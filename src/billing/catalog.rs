@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::codes::{LimitKind, ProductKind, RecurringBilling, parse};
 use super::phase::{PhaseDuration, PhaseKind, PhaseSpec};
-use super::pricing::{Interval, PriceRule, TierMode};
+use super::pricing::{Interval, PriceRule, Resolution, RuleIndex, TierMode};
 
 pub const DEFAULT_PLAN_KEY: &str = "default_plan_id";
 pub const CATALOG_VERSION_KEY: &str = "catalog_version";
@@ -96,9 +96,32 @@ pub struct Plan {
     pub offered_to: HashSet<Uuid>,
     /// The plan's prices in the pricing engine's shape.
     pub rules: Vec<PriceRule>,
+    /// `rules` by phase and product (see [`Plan::resolve_price`]).
+    pub rule_index: RuleIndex,
 }
 
 impl Plan {
+    /// [`pricing::resolve_price`](super::pricing::resolve_price) over this plan's rules,
+    /// looking only at those of the phase and product.
+    pub fn resolve_price(
+        &self,
+        phase: PhaseKind,
+        product_id: Uuid,
+        currency: &str,
+        region: Option<&str>,
+        quantity: Decimal,
+    ) -> Resolution {
+        self.rule_index.resolve(
+            &self.rules,
+            phase,
+            product_id,
+            currency,
+            region,
+            quantity,
+            self.tier_mode,
+        )
+    }
+
     pub fn phase_specs(&self) -> Vec<PhaseSpec> {
         self.phases
             .iter()
@@ -327,7 +350,7 @@ impl Catalog {
                         interval: pr.interval,
                     })
                 })
-                .collect();
+                .collect::<Vec<_>>();
             catalog.plan_index.insert(p.id, catalog.plans.len());
             catalog.plans.push(Arc::new(Plan {
                 id: p.id,
@@ -342,6 +365,7 @@ impl Catalog {
                 phases,
                 limits: limits_by_plan.remove(&p.id).unwrap_or_default(),
                 offered_to: offers_by_plan.remove(&p.id).unwrap_or_default(),
+                rule_index: RuleIndex::new(&rules),
                 rules,
             }));
         }

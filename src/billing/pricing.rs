@@ -146,7 +146,18 @@ pub fn applicable_rules<'a>(
     currency: &str,
     region: Option<&str>,
 ) -> Vec<&'a PriceRule> {
-    let candidates = rules.iter().filter(|rule| {
+    applicable_among(rules.iter(), phase, product_id, currency, region)
+}
+
+/// [`applicable_rules`] over any run of rules, kept in their order.
+fn applicable_among<'a>(
+    rules: impl Iterator<Item = &'a PriceRule> + Clone,
+    phase: PhaseKind,
+    product_id: Uuid,
+    currency: &str,
+    region: Option<&str>,
+) -> Vec<&'a PriceRule> {
+    let candidates = rules.filter(|rule| {
         rule.phase == phase
             && rule.product_id == product_id
             && rule.currency.eq_ignore_ascii_case(currency)
@@ -167,6 +178,52 @@ pub fn applicable_rules<'a>(
     // Stable, so that duplicates (rejected by `validate_tiers`) resolve deterministically.
     chosen.sort_by(|a, b| cmp_max(a.max_quantity, b.max_quantity));
     chosen
+}
+
+/// A plan's rules by (phase, product), built once per catalog snapshot: a quote looks at
+/// the few rules of its phase and product instead of every price of the plan. Positions
+/// into the plan's rules, sorted stably, so each group keeps the rules' own order and
+/// resolves exactly as [`resolve_price`] over all of them.
+#[derive(Clone, Debug, Default)]
+pub struct RuleIndex(Vec<u32>);
+
+impl RuleIndex {
+    pub fn new(rules: &[PriceRule]) -> Self {
+        let mut order: Vec<u32> = (0..rules.len())
+            .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect();
+        order.sort_by_key(|&i| key(&rules[i as usize]));
+        RuleIndex(order)
+    }
+
+    /// [`resolve_price`] over `rules`, the ones this index was built from.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resolve(
+        &self,
+        rules: &[PriceRule],
+        phase: PhaseKind,
+        product_id: Uuid,
+        currency: &str,
+        region: Option<&str>,
+        quantity: Decimal,
+        mode: TierMode,
+    ) -> Resolution {
+        if self.0.len() != rules.len() {
+            // Not built from these rules: the full scan.
+            return resolve_price(rules, phase, product_id, currency, region, quantity, mode);
+        }
+        let wanted = (phase, product_id);
+        let at = |i: &u32| key(&rules[*i as usize]);
+        let start = self.0.partition_point(|i| at(i) < wanted);
+        let end = start + self.0[start..].partition_point(|i| at(i) == wanted);
+        let group = self.0[start..end].iter().map(|&i| &rules[i as usize]);
+        let tiers = applicable_among(group, phase, product_id, currency, region);
+        resolve_tiers(&tiers, quantity, mode)
+    }
+}
+
+fn key(rule: &PriceRule) -> (PhaseKind, Uuid) {
+    (rule.phase, rule.product_id)
 }
 
 /// Prices `quantity` of a product for one interval under the plan's `rules`.
@@ -190,15 +247,20 @@ pub fn resolve_price(
     mode: TierMode,
 ) -> Resolution {
     let tiers = applicable_rules(rules, phase, product_id, currency, region);
+    resolve_tiers(&tiers, quantity, mode)
+}
+
+/// Steps 3 on of [`resolve_price`], over the applicable rules in their order.
+fn resolve_tiers(tiers: &[&PriceRule], quantity: Decimal, mode: TierMode) -> Resolution {
     let Some(first) = tiers.first() else {
         return Resolution::unmatched(None, Decimal::ZERO, Vec::new());
     };
     let interval = Some(first.interval);
     // At or below zero no tier boundary is crossed, so graduated pricing equals volume.
     if mode == TierMode::Volume || quantity <= Decimal::ZERO {
-        resolve_volume(&tiers, quantity, interval)
+        resolve_volume(tiers, quantity, interval)
     } else {
-        resolve_graduated(&tiers, quantity, interval)
+        resolve_graduated(tiers, quantity, interval)
     }
 }
 
@@ -448,6 +510,56 @@ mod tests {
             max_quantity: max,
             unit_amount,
             interval: Interval::Month,
+        }
+    }
+
+    mod index {
+        use super::*;
+        use proptest::prelude::*;
+
+        const PHASES: [PhaseKind; 3] = [PhaseKind::Trial, PhaseKind::Discount, PhaseKind::Final];
+        const CURRENCIES: [&str; 3] = ["USD", "usd", "EUR"];
+        const REGIONS: [Option<&str>; 3] = [None, Some("us-east"), Some("eu-west")];
+
+        fn arb_rule() -> impl Strategy<Value = PriceRule> {
+            (
+                0usize..3,
+                0u128..3,
+                0usize..3,
+                0usize..3,
+                prop::option::of(0u32..50),
+                0u32..500,
+            )
+                .prop_map(|(ph, product, cur, reg, max, cents)| PriceRule {
+                    id: Uuid::new_v4(),
+                    phase: PHASES[ph],
+                    product_id: Uuid::from_u128(product),
+                    currency: CURRENCIES[cur].to_owned(),
+                    region: REGIONS[reg].map(str::to_owned),
+                    max_quantity: max.map(Decimal::from),
+                    unit_amount: Decimal::new(i64::from(cents), 2),
+                    interval: Interval::Month,
+                })
+        }
+
+        proptest! {
+            /// Whatever the rules (duplicates, holes, mixed case), the index answers as the
+            /// full scan does, for every phase, product, currency, region and mode.
+            #[test]
+            fn the_index_resolves_as_the_full_scan(
+                rules in prop::collection::vec(arb_rule(), 0..40),
+                ph in 0usize..3, product in 0u128..4, cur in 0usize..3, reg in 0usize..3,
+                quantity in 0u32..80, graduated in any::<bool>(),
+            ) {
+                let mode = if graduated { TierMode::Graduated } else { TierMode::Volume };
+                let (phase, product) = (PHASES[ph], Uuid::from_u128(product));
+                let quantity = Decimal::from(quantity);
+                let index = RuleIndex::new(&rules);
+                prop_assert_eq!(
+                    index.resolve(&rules, phase, product, CURRENCIES[cur], REGIONS[reg], quantity, mode),
+                    resolve_price(&rules, phase, product, CURRENCIES[cur], REGIONS[reg], quantity, mode)
+                );
+            }
         }
     }
 

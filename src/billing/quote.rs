@@ -16,9 +16,7 @@ use super::money::round_to_currency;
 use super::phase::{
     PhaseKind, PhaseWindow, phase_at, phase_timeline, truncate_to_second, window_at,
 };
-use super::pricing::{
-    CatalogGap, PriceRule, Resolution, applicable_rules, catalog_gaps, resolve_price,
-};
+use super::pricing::{CatalogGap, PriceRule, Resolution, applicable_rules, catalog_gaps};
 use super::validate;
 
 #[derive(Clone, Debug)]
@@ -97,15 +95,8 @@ impl Billing {
         }
         let phase = specs[phase_at(&specs, Some(start), at).min(specs.len() - 1)].kind;
         let window = window_at(&specs, start, at);
-        let resolution = resolve_price(
-            &plan.rules,
-            phase,
-            product.id,
-            &currency,
-            region.as_deref(),
-            quantity,
-            plan.tier_mode,
-        );
+        let resolution =
+            plan.resolve_price(phase, product.id, &currency, region.as_deref(), quantity);
         let amount_rounded = round_to_currency(resolution.amount, &currency);
         Ok(Quote {
             plan,
