@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::codes::{LimitKind, ProductKind, RecurringBilling, parse};
 use super::phase::{PhaseDuration, PhaseKind, PhaseSpec};
-use super::pricing::{Interval, PriceRule, Resolution, RuleIndex, TierMode};
+use super::pricing::{Interval, PriceRule, Resolution, RuleIndex, TierMode, resolve_tiers};
 
 pub const DEFAULT_PLAN_KEY: &str = "default_plan_id";
 pub const CATALOG_VERSION_KEY: &str = "catalog_version";
@@ -96,13 +96,26 @@ pub struct Plan {
     pub offered_to: HashSet<Uuid>,
     /// The plan's prices in the pricing engine's shape.
     pub rules: Vec<PriceRule>,
-    /// `rules` by phase and product (see [`Plan::resolve_price`]).
-    pub rule_index: RuleIndex,
+    /// `rules` by phase and product, built with them (see [`Plan::applicable_rules`]).
+    rule_index: RuleIndex,
 }
 
 impl Plan {
-    /// [`pricing::resolve_price`](super::pricing::resolve_price) over this plan's rules,
-    /// looking only at those of the phase and product.
+    /// [`pricing::applicable_rules`](super::pricing::applicable_rules) over this plan's
+    /// rules, looking only at those of the phase and product.
+    pub fn applicable_rules(
+        &self,
+        phase: PhaseKind,
+        product_id: Uuid,
+        currency: &str,
+        region: Option<&str>,
+    ) -> Vec<&PriceRule> {
+        self.rule_index
+            .applicable(&self.rules, phase, product_id, currency, region)
+    }
+
+    /// [`pricing::resolve_price`](super::pricing::resolve_price) over this plan's rules and
+    /// tier mode, looking only at the rules of the phase and product.
     pub fn resolve_price(
         &self,
         phase: PhaseKind,
@@ -111,15 +124,8 @@ impl Plan {
         region: Option<&str>,
         quantity: Decimal,
     ) -> Resolution {
-        self.rule_index.resolve(
-            &self.rules,
-            phase,
-            product_id,
-            currency,
-            region,
-            quantity,
-            self.tier_mode,
-        )
+        let tiers = self.applicable_rules(phase, product_id, currency, region);
+        resolve_tiers(&tiers, quantity, self.tier_mode)
     }
 
     pub fn phase_specs(&self) -> Vec<PhaseSpec> {

@@ -20,7 +20,7 @@ use super::error::BillingResult;
 use super::invoicing::Invoice;
 use super::money::round_to_currency;
 use super::phase::{PhaseKind, phase_timeline, window_at};
-use super::pricing::{Interval, resolve_price};
+use super::pricing::Interval;
 use super::subscriptions::Subscription;
 
 /// How long a portal link opens the portal.
@@ -302,15 +302,7 @@ fn phase_price(
     let (mut monthly, mut hourly) = (Decimal::ZERO, Decimal::ZERO);
     let mut any = false;
     for product in products {
-        let r = resolve_price(
-            &plan.rules,
-            phase,
-            product,
-            currency,
-            region,
-            Decimal::ONE,
-            plan.tier_mode,
-        );
+        let r = plan.resolve_price(phase, product, currency, region, Decimal::ONE);
         match r.interval {
             Some(Interval::Month) => {
                 monthly += round_to_currency(r.amount, currency);

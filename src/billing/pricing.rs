@@ -196,29 +196,26 @@ impl RuleIndex {
         RuleIndex(order)
     }
 
-    /// [`resolve_price`] over `rules`, the ones this index was built from.
-    #[allow(clippy::too_many_arguments)]
-    pub fn resolve(
+    /// [`applicable_rules`] over `rules`, the ones this index was built from: the same
+    /// rules in the same order, from the phase and product's group only.
+    pub fn applicable<'a>(
         &self,
-        rules: &[PriceRule],
+        rules: &'a [PriceRule],
         phase: PhaseKind,
         product_id: Uuid,
         currency: &str,
         region: Option<&str>,
-        quantity: Decimal,
-        mode: TierMode,
-    ) -> Resolution {
+    ) -> Vec<&'a PriceRule> {
         if self.0.len() != rules.len() {
             // Not built from these rules: the full scan.
-            return resolve_price(rules, phase, product_id, currency, region, quantity, mode);
+            return applicable_rules(rules, phase, product_id, currency, region);
         }
         let wanted = (phase, product_id);
         let at = |i: &u32| key(&rules[*i as usize]);
         let start = self.0.partition_point(|i| at(i) < wanted);
         let end = start + self.0[start..].partition_point(|i| at(i) == wanted);
         let group = self.0[start..end].iter().map(|&i| &rules[i as usize]);
-        let tiers = applicable_among(group, phase, product_id, currency, region);
-        resolve_tiers(&tiers, quantity, mode)
+        applicable_among(group, phase, product_id, currency, region)
     }
 }
 
@@ -250,8 +247,9 @@ pub fn resolve_price(
     resolve_tiers(&tiers, quantity, mode)
 }
 
-/// Steps 3 on of [`resolve_price`], over the applicable rules in their order.
-fn resolve_tiers(tiers: &[&PriceRule], quantity: Decimal, mode: TierMode) -> Resolution {
+/// Steps 3 on of [`resolve_price`], over the applicable rules in their order (as
+/// [`applicable_rules`] returns them).
+pub fn resolve_tiers(tiers: &[&PriceRule], quantity: Decimal, mode: TierMode) -> Resolution {
     let Some(first) = tiers.first() else {
         return Resolution::unmatched(None, Decimal::ZERO, Vec::new());
     };
@@ -543,21 +541,20 @@ mod tests {
         }
 
         proptest! {
-            /// Whatever the rules (duplicates, holes, mixed case), the index answers as the
-            /// full scan does, for every phase, product, currency, region and mode.
+            /// Whatever the rules (duplicates, holes, mixed case), the index finds the same
+            /// rules in the same order as the full scan, for every phase, product, currency
+            /// and region.
             #[test]
-            fn the_index_resolves_as_the_full_scan(
+            fn the_index_finds_what_the_full_scan_finds(
                 rules in prop::collection::vec(arb_rule(), 0..40),
                 ph in 0usize..3, product in 0u128..4, cur in 0usize..3, reg in 0usize..3,
-                quantity in 0u32..80, graduated in any::<bool>(),
             ) {
-                let mode = if graduated { TierMode::Graduated } else { TierMode::Volume };
                 let (phase, product) = (PHASES[ph], Uuid::from_u128(product));
-                let quantity = Decimal::from(quantity);
+                let ids = |found: Vec<&PriceRule>| found.iter().map(|r| r.id).collect::<Vec<_>>();
                 let index = RuleIndex::new(&rules);
                 prop_assert_eq!(
-                    index.resolve(&rules, phase, product, CURRENCIES[cur], REGIONS[reg], quantity, mode),
-                    resolve_price(&rules, phase, product, CURRENCIES[cur], REGIONS[reg], quantity, mode)
+                    ids(index.applicable(&rules, phase, product, CURRENCIES[cur], REGIONS[reg])),
+                    ids(applicable_rules(&rules, phase, product, CURRENCIES[cur], REGIONS[reg]))
                 );
             }
         }

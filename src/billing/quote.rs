@@ -16,7 +16,7 @@ use super::money::round_to_currency;
 use super::phase::{
     PhaseKind, PhaseWindow, phase_at, phase_timeline, truncate_to_second, window_at,
 };
-use super::pricing::{CatalogGap, PriceRule, Resolution, applicable_rules, catalog_gaps};
+use super::pricing::{CatalogGap, PriceRule, Resolution, catalog_gaps};
 use super::validate;
 
 #[derive(Clone, Debug)]
@@ -139,16 +139,11 @@ impl Billing {
         let mut rows = Vec::new();
         for product in priced_products(&plan, &catalog.products) {
             for phase in &plan.phases {
-                let tiers = applicable_rules(
-                    &plan.rules,
-                    phase.kind,
-                    product.id,
-                    &currency,
-                    region.as_deref(),
-                )
-                .into_iter()
-                .cloned()
-                .collect();
+                let tiers = plan
+                    .applicable_rules(phase.kind, product.id, &currency, region.as_deref())
+                    .into_iter()
+                    .cloned()
+                    .collect();
                 rows.push(MatrixRow {
                     product: product.clone(),
                     phase: phase.kind,

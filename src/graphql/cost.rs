@@ -265,7 +265,7 @@ pub struct CheckedDocuments {
 /// validation's result: every rule but the one on variables' values depends on the text
 /// and the schema alone, so later requests with this text have only their variables
 /// checked ([`super::variables`]).
-pub struct Kept {
+struct Kept {
     doc: ExecutableDocument,
     validated: OnceLock<ValidationResult>,
 }
