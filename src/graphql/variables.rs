@@ -76,23 +76,30 @@ fn misfit(registry: &Registry, ty: &str, value: &Value, path: &mut String) -> Op
                 MetaType::Scalar {
                     is_valid: Some(is_valid),
                     ..
-                } => (!is_valid(value)).then(|| format!("expected type \"{name}\"")),
+                } => {
+                    if is_valid(value) {
+                        None
+                    } else {
+                        expected()
+                    }
+                }
                 MetaType::Scalar { is_valid: None, .. } => None,
                 MetaType::Enum {
                     enum_values,
                     name: enum_name,
                     ..
-                } => match value {
-                    Value::Enum(v) if enum_values.contains_key(v.as_str()) => None,
-                    Value::String(v) if enum_values.contains_key(v.as_str()) => None,
-                    Value::Enum(v) => Some(format!(
-                        "enumeration type \"{enum_name}\" does not contain the value \"{v}\""
-                    )),
-                    Value::String(v) => Some(format!(
-                        "enumeration type \"{enum_name}\" does not contain the value \"{v}\""
-                    )),
-                    _ => expected(),
-                },
+                } => {
+                    let given = match value {
+                        Value::Enum(v) => v.as_str(),
+                        Value::String(v) => v.as_str(),
+                        _ => return expected(),
+                    };
+                    (!enum_values.contains_key(given)).then(|| {
+                        format!(
+                            "enumeration type \"{enum_name}\" does not contain the value \"{given}\""
+                        )
+                    })
+                }
                 MetaType::InputObject {
                     input_fields,
                     name: object_name,

@@ -264,3 +264,38 @@ async fn a_kept_document_still_checks_each_requests_variables() {
         .ok();
     assert_eq!(count().await, 4);
 }
+
+/// The same for an enumeration: a kept document refuses a value its enum does not have,
+/// before the mutation ahead of it runs.
+#[tokio::test]
+async fn a_kept_document_refuses_an_unknown_enum_value() {
+    let app = TestApp::spawn().await;
+    const TWO: &str = "mutation($a: CreateProductInput!, $b: CreateProductInput!) { \
+        a: createProduct(input: $a) { id } b: createProduct(input: $b) { id } }";
+    let product = |name: &str, kind: &str| json!({ "name": name, "kind": kind, "resource": null, "unitType": "CORE" });
+    let count = || async {
+        let res = app.admin("{ products { id } }", json!({})).await;
+        res.ok()["products"].as_array().map(Vec::len)
+    };
+    app.admin(
+        TWO,
+        json!({ "a": product("A", "PACKAGE"), "b": product("B", "PACKAGE") }),
+    )
+    .await
+    .ok();
+    assert_eq!(count().await, Some(2));
+    let res = app
+        .admin(
+            TWO,
+            json!({ "a": product("C", "PACKAGE"), "b": product("D", "GADGET") }),
+        )
+        .await;
+    assert_eq!(res.body["data"], serde_json::Value::Null, "{}", res.body);
+    res.expect_code("BAD_USER_INPUT");
+    assert!(res.error_message().contains("GADGET"), "{}", res.body);
+    assert_eq!(
+        count().await,
+        Some(2),
+        "no mutation of a refused request ran"
+    );
+}
